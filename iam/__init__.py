@@ -1,0 +1,52 @@
+"""iam: an identity and access management server speaking JSON:API."""
+import logging
+import os
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from . import config as config_module
+from .extensions import db, migrate
+
+
+def create_app(overrides=None):
+    """The application factory; `overrides` are config values that win over the environment."""
+    app = Flask(__name__, instance_path=os.environ.get("IAM_INSTANCE_PATH") or None,
+                instance_relative_config=True)
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.update(config_module.load(app.instance_path, overrides=overrides))
+    app.json.sort_keys = False
+    app.url_map.strict_slashes = False
+
+    logging.basicConfig(level=os.environ.get("IAM_LOG_LEVEL", "INFO"))
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations"))
+
+    from . import cli, health
+    from .api import blueprint
+    from .jsonapi.errors import register_error_handlers
+
+    app.register_blueprint(blueprint)
+    app.register_blueprint(health.blueprint)
+    register_error_handlers(app)
+    cli.register(app)
+
+    if not app.config.get("TESTING"):
+        from .bootstrap import bootstrap_admin
+        bootstrap_admin(app)
+    return app
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record):
+    """SQLite: enforce foreign keys, let readers and a writer share the file, wait on locks."""
+    module = type(dbapi_connection).__module__
+    if "sqlite" not in module:
+        return
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()

@@ -1,0 +1,25 @@
+"""The /api/v3/iam blueprint: every resource and endpoint of the contract, registered once."""
+from flask import Blueprint
+
+from .auth import views as auth_views
+from .auth.policy import IamPolicy
+from .auth.principal import authenticate
+from .extensions import db
+from .jsonapi import Api
+from .resources import me
+from .resources.account_roles import AccountRoles
+from .resources.accounts import Accounts
+from .resources.organizational_units import OrganizationalUnits
+from .resources.organizations import Organizations
+from .resources.people import People
+
+PREFIX = "/api/v3/iam"
+
+blueprint = Blueprint("iam", __name__, url_prefix=PREFIX)
+api = Api(blueprint, db, authenticate=authenticate, policy=IamPolicy())
+
+for resource in (Accounts, People, Organizations, OrganizationalUnits, AccountRoles):
+    api.register(resource)
+
+me.register(api)
+auth_views.register(blueprint)

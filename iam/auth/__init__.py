@@ -1,0 +1,1 @@
+"""Authentication (passwords, tokens, API keys, the current principal) and authorization policy."""

@@ -1,0 +1,78 @@
+"""`flask --app wsgi iam ...` commands for operators."""
+import os
+import secrets
+
+import click
+from flask import current_app
+from sqlalchemy import func, select
+
+from .auth import passwords
+from .auth.tokens import new_api_key
+from .bootstrap import admin_exists, create_admin
+from .extensions import db
+from .models import Account, ApiKey
+from .resources.common import digest
+
+iam = click.Group("iam", help="Administer the IAM server.")
+
+
+def _check_password(password):
+    if not passwords.MIN_LENGTH <= len(password) <= passwords.MAX_LENGTH:
+        raise click.ClickException(
+            f"The password must be {passwords.MIN_LENGTH} to {passwords.MAX_LENGTH} characters long.")
+
+
+@iam.command("create-admin")
+@click.argument("email")
+@click.password_option(help="The password (asked for when not given).")
+def create_admin_command(email, password):
+    """Create an admin account (or give an existing account the admin role)."""
+    _check_password(password)
+    account = create_admin(email, password)
+    click.echo(f"admin {account.email} (id {account.id}) is ready")
+
+
+@iam.command("create-api-key")
+@click.argument("email")
+@click.argument("name")
+def create_api_key_command(email, name):
+    """Create an API key for EMAIL and print it once (only its digest is stored)."""
+    account = db.session.scalars(select(Account).where(func.lower(Account.email) == email.lower())).one_or_none()
+    if account is None:
+        raise click.ClickException(f"no account with email {email}")
+    raw = new_api_key()
+    db.session.add(ApiKey(account_id=account.id, name=name, prefix=raw[:8], key_digest=digest(raw), scopes={}))
+    db.session.commit()
+    click.echo(raw)
+
+
+@iam.command("dev-admin")
+@click.option("--email", default="admin@example.com", show_default=True)
+def dev_admin_command(email):
+    """Development only: make sure an admin exists and print how to log in.
+
+    The password is generated once and kept in instance/dev-admin-password (mode 600).
+    """
+    if current_app.config["IAM_ENV"] != "development":
+        raise click.ClickException("dev-admin is for IAM_ENV=development only")
+    path = os.path.join(current_app.instance_path, "dev-admin-password")
+    if not admin_exists():
+        password = secrets.token_urlsafe(12)
+        create_admin(email, password)
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+            fh.write(password + "\n")
+    password = open(path).read().strip() if os.path.exists(path) else "(the one you set)"
+    click.echo(f"""
+  IAM is starting on http://127.0.0.1:5000/api/v3/iam
+  Admin login: {email} / {password}   (also in instance/dev-admin-password)
+
+  TOKEN=$(curl -s -X POST http://127.0.0.1:5000/api/v3/iam/auth/login \\
+      -H 'Content-Type: application/json' \\
+      -d '{{"email": "{email}", "password": "'"$(cat instance/dev-admin-password)"'"}}' \\
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["meta"]["token"])')
+  curl -s http://127.0.0.1:5000/api/v3/iam/accounts/me -H "Authorization: Bearer $TOKEN"
+""")
+
+
+def register(app):
+    app.cli.add_command(iam)

@@ -1,0 +1,81 @@
+"""Settings read from IAM_* environment variables, with safe defaults.
+
+Only development (IAM_ENV=development) and the test suite get a built-in signing key;
+anywhere else a missing IAM_SECRET_KEY stops the process at start-up instead of signing
+tokens with a key that is published in this repository.
+"""
+import os
+
+from .jsonapi.jsonsql import canonical_json
+
+DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me-0123456789"
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a runnable server."""
+
+
+def database_url(raw, instance_path):
+    """Normalise a database URL: SQLite default under instance/, psycopg 3 for PostgreSQL."""
+    if not raw:
+        return "sqlite:///" + os.path.join(instance_path, "iam.db")
+    for prefix in ("postgres://", "postgresql://"):
+        if raw.startswith(prefix):
+            return "postgresql+psycopg://" + raw[len(prefix):]
+    return raw
+
+
+def _int_env(env, name, default):
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number of seconds, not {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive")
+    return value
+
+
+def load(instance_path, env=None, overrides=None):
+    """Build the Flask config mapping from the environment (and test overrides)."""
+    env = os.environ if env is None else env
+    overrides = overrides or {}
+    iam_env = overrides.get("IAM_ENV", env.get("IAM_ENV", "production"))
+    testing = bool(overrides.get("TESTING"))
+
+    secret = overrides.get("IAM_SECRET_KEY", env.get("IAM_SECRET_KEY"))
+    if not secret:
+        if iam_env != "development" and not testing:
+            raise ConfigError(
+                "IAM_SECRET_KEY is not set. Set it to a long random value "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(48))'), "
+                "or set IAM_ENV=development to use the insecure development key."
+            )
+        secret = DEV_SECRET_KEY
+    if len(secret) < 32:
+        raise ConfigError("IAM_SECRET_KEY must be at least 32 characters long")
+
+    url = database_url(overrides.get("IAM_DATABASE_URL", env.get("IAM_DATABASE_URL")), instance_path)
+    engine_options = {"json_serializer": canonical_json, "pool_pre_ping": True}
+
+    config = {
+        "IAM_ENV": iam_env,
+        "SECRET_KEY": secret,
+        "IAM_SECRET_KEY": secret,
+        "SQLALCHEMY_DATABASE_URI": url,
+        "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
+        "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+        # Request bodies above 1 MiB get a 413 before they are read.
+        "MAX_CONTENT_LENGTH": 1024 * 1024,
+        "IAM_ACCESS_TOKEN_TTL": _int_env(env, "IAM_ACCESS_TOKEN_TTL", 900),
+        "IAM_REFRESH_TOKEN_TTL": _int_env(env, "IAM_REFRESH_TOKEN_TTL", 14 * 24 * 3600),
+        "IAM_MAIL_URL": env.get("IAM_MAIL_URL", ""),
+        "IAM_RATELIMIT_STORAGE_URL": env.get("IAM_RATELIMIT_STORAGE_URL", "memory://"),
+        "IAM_BOOTSTRAP_ADMIN_EMAIL": env.get("IAM_BOOTSTRAP_ADMIN_EMAIL", ""),
+        "IAM_BOOTSTRAP_ADMIN_PASSWORD": env.get("IAM_BOOTSTRAP_ADMIN_PASSWORD", ""),
+        "JSON_SORT_KEYS": False,
+    }
+    config.update(overrides)
+    return config

@@ -1,0 +1,143 @@
+"""Content negotiation and request-body decoding.
+
+Bodies may come as `application/vnd.api+json` (parameters `ext`/`profile` only) or, for
+older clients, `application/json`. The JSON is parsed strictly: no NaN/Infinity, and no
+string that a database cannot store (NUL characters, lone surrogates), so such input is a
+400 here instead of a driver error later.
+"""
+import json
+import math
+
+from flask import request
+
+JSONAPI_MEDIA_TYPE = "application/vnd.api+json"
+_ALLOWED_JSONAPI_PARAMS = {"ext", "profile"}
+
+
+def _parse_media_range(item):
+    """`type/subtype; a=b; q=0.5` -> ('type/subtype', {'a': 'b'}, q)."""
+    parts = [p.strip() for p in item.split(";")]
+    mime = parts[0].lower()
+    params, q = {}, 1.0
+    for part in parts[1:]:
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        name = name.strip().lower()
+        value = value.strip().strip('"')
+        if name == "q":
+            try:
+                q = float(value)
+            except ValueError:
+                q = 0.0
+            if math.isnan(q):
+                q = 0.0
+        else:
+            params[name] = value
+    return mime, params, q
+
+
+def check_content_type():
+    """415 unless the body's media type is one we read."""
+    from .errors import JsonApiError  # errors imports this module
+
+    raw = request.headers.get("Content-Type")
+    if not raw:
+        raise JsonApiError(415, "unsupported_media_type", "Unsupported media type",
+                           f"Send the body as {JSONAPI_MEDIA_TYPE} (or application/json).",
+                           header="Content-Type")
+    mime, params, _ = _parse_media_range(raw)
+    if mime == "application/json":
+        return
+    if mime == JSONAPI_MEDIA_TYPE and set(params) <= _ALLOWED_JSONAPI_PARAMS:
+        return
+    raise JsonApiError(415, "unsupported_media_type", "Unsupported media type",
+                       f"{raw!r} is not accepted: send {JSONAPI_MEDIA_TYPE} (parameters ext and "
+                       "profile only) or application/json.", header="Content-Type")
+
+
+def check_accept():
+    """406 when the client accepts none of the media types we answer with."""
+    from .errors import JsonApiError
+
+    raw = request.headers.get("Accept")
+    if not raw or not raw.strip():
+        return
+    saw_jsonapi = False
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        mime, params, q = _parse_media_range(item)
+        if q <= 0:
+            continue
+        if mime == JSONAPI_MEDIA_TYPE:
+            saw_jsonapi = True
+            if set(params) <= _ALLOWED_JSONAPI_PARAMS:
+                return
+        elif mime in ("application/json", "application/*", "*/*"):
+            return
+    detail = (f"{JSONAPI_MEDIA_TYPE} is only listed with parameters other than ext/profile."
+              if saw_jsonapi else f"This server answers with {JSONAPI_MEDIA_TYPE}.")
+    raise JsonApiError(406, "not_acceptable", "Not acceptable", detail, header="Accept")
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _find_unstorable(value, pointer):
+    """The pointer of the first string (or key) a database cannot store, or None."""
+    if isinstance(value, str):
+        return pointer if _unstorable(value) else None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else pointer
+    if isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{pointer}/{key.replace('~', '~0').replace('/', '~1')}"
+            if _unstorable(key):
+                return child
+            found = _find_unstorable(item, child)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _find_unstorable(item, f"{pointer}/{index}")
+            if found:
+                return found
+    return None
+
+
+def _unstorable(text):
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def read_json_body(required=True):
+    """The decoded JSON body, after the media-type check; a 400 for anything malformed."""
+    from .errors import JsonApiError
+
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        if required:
+            raise JsonApiError(400, "missing_body", "Bad request", "A JSON request body is required.",
+                               pointer="")
+        return None
+    check_content_type()
+    try:
+        text = raw.decode("utf-8")
+        body = json.loads(text, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise JsonApiError(400, "invalid_json", "Bad request", f"The body is not valid JSON: {exc}",
+                           pointer="") from None
+    bad = _find_unstorable(body, "")
+    if bad is not None:
+        raise JsonApiError(400, "invalid_characters", "Bad request",
+                           "Strings may not contain NUL characters or unpaired surrogates, "
+                           "and numbers must be finite.",
+                           pointer=bad or "/")
+    return body

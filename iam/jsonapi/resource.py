@@ -1,0 +1,425 @@
+"""Resource: one declaration per JSON:API type, from which queries and writes are derived.
+
+A resource names its model and schema; attributes (with their filter types), sorts,
+relationships and fieldsets are derived from those two, and the declaration adds only
+what cannot be derived: custom filters, type overrides, uniqueness rules and hooks.
+
+Every query of a resource starts at `base_select(ctx)`, which applies the policy's
+visibility predicate, so lists, counts, shows, includes, relationship reads and the
+existence checks of ids in bodies all see the same rows.
+"""
+from dataclasses import dataclass
+
+import marshmallow as ma
+from marshmallow import ValidationError, validate as ma_validate
+from sqlalchemy import Boolean as SABoolean, Date as SADate, DateTime as SADateTime, Float as SAFloat
+from sqlalchemy import BigInteger as SABigInteger, Integer as SAInteger, JSON as SAJSON, Numeric as SANumeric
+from sqlalchemy import String as SAString, and_, func, inspect, select
+from sqlalchemy.orm import selectinload
+from sqlalchemy.types import TypeDecorator
+
+from . import filters as f
+from .errors import JsonApiError, JsonApiErrors, bad_request, conflict, forbidden, invalid_field
+from .schema import Rel
+
+# One query per include path even for a full page whose rows fan out (roles.account):
+# below both SQLite's and PostgreSQL's bind-parameter limits.
+INCLUDE_CHUNK_SIZE = 30000
+
+
+@dataclass
+class Relationship:
+    name: str
+    type: str
+    many: bool
+    fk: str | None
+    attribute: str           # the model's relationship attribute
+    includable: bool
+    filterable: bool
+    writable: bool
+
+
+def _infer_type(column_type, field):
+    """The filter type of an attribute, from its marshmallow field and its column."""
+    if isinstance(field, ma.fields.List):
+        return f.Array()
+    for validator in field.validators:
+        if isinstance(validator, ma_validate.OneOf):
+            return f.Enum(validator.choices)
+    while isinstance(column_type, TypeDecorator):
+        column_type = column_type.impl
+    if isinstance(column_type, SABoolean):
+        return f.Boolean()
+    if isinstance(column_type, SABigInteger):
+        return f.Integer(bits=64)
+    if isinstance(column_type, SAInteger):
+        return f.Integer()
+    if isinstance(column_type, (SAFloat, SANumeric)):
+        return f.Number()
+    if isinstance(column_type, SADateTime):
+        return f.DateTime()
+    if isinstance(column_type, SADate):
+        return f.Date()
+    if isinstance(column_type, SAJSON):
+        return f.Json()
+    if isinstance(column_type, SAString):
+        return f.String()
+    return None
+
+
+class WriteState:
+    """What a create or update is about to write, and where each value came from in the body."""
+
+    def __init__(self, resource, ctx, values, pointers, obj):
+        self.resource = resource
+        self.ctx = ctx
+        self.values = values
+        self.pointers = pointers
+        self.obj = obj
+
+    @property
+    def creating(self):
+        return self.obj is None
+
+    def get(self, attr, default=None):
+        """The value after this write: the new one if given, else the stored one."""
+        if attr in self.values:
+            return self.values[attr]
+        if self.obj is not None:
+            return getattr(self.obj, attr)
+        return default
+
+    def changed(self, attr):
+        return attr in self.values and (self.obj is None or getattr(self.obj, attr) != self.values[attr])
+
+    def pointer(self, attr):
+        return self.pointers.get(attr) or f"/data/attributes/{self.resource.attribute_field_names.get(attr, attr)}"
+
+    def error(self, attr, detail, code="invalid_value"):
+        return invalid_field(self.pointer(attr), detail, code=code)
+
+
+class Resource:
+    """Subclass and set the class attributes; the engine instantiates it once at registration."""
+
+    type: str = None
+    aliases: tuple = ()
+    model = None
+    schema = None
+    extra_filters: tuple = ()                 # Filter declarations beyond the attributes
+    attribute_types: dict = {}                # attribute -> FieldType, where inference is not enough
+    sort_expressions: dict = {}               # extra sort keys -> SQL expression
+    unique: dict = {}                         # attribute -> fn(value) -> predicate meaning "taken"
+    actions = ("list", "show", "create", "update", "delete")
+
+    def __init__(self, registry):
+        self.registry = registry
+        self.schema_class = self.schema
+        self.mapper = inspect(self.model)
+        self.attributes = {}              # name -> (model attribute name, FieldType)
+        self.attribute_field_names = {}   # model attribute name -> schema field name
+        self.relationships = {}
+        fieldset = set()
+        declared = self.schema_class._declared_fields
+        for name, field in declared.items():
+            if name == "id":
+                continue
+            if isinstance(field, Rel):
+                attribute = field.attribute or name
+                self.relationships[name] = Relationship(
+                    name, field.type_, field.many, field.fk, attribute, field.includable,
+                    field.filterable, field.writable)
+                fieldset.add(name)
+                continue
+            attr = field.attribute or name
+            self.attribute_field_names[attr] = name
+            if field.load_only:
+                continue  # secrets: never rendered, never filtered or sorted on
+            fieldset.add(name)
+            ftype = self.attribute_types.get(name)
+            column = getattr(self.model, attr, None)
+            if ftype is None and attr in self.mapper.columns:
+                ftype = _infer_type(self.mapper.columns[attr].type, field)
+            if ftype is not None and column is not None:
+                self.attributes[name] = (attr, ftype)
+        self.fieldset_names = frozenset(fieldset)
+
+        self.filters = {}
+        self.filters["id"] = f.Filter("id", f.Integer(), column=self.model.id, nullable=False)
+        for name, (attr, ftype) in self.attributes.items():
+            column = getattr(self.model, attr)
+            nullable = attr not in self.mapper.columns or self.mapper.columns[attr].nullable
+            self.filters[name] = f.Filter(name, ftype, column=column, nullable=bool(nullable))
+        for declared_filter in self.extra_filters:
+            self.filters[declared_filter.name] = declared_filter
+
+        self.sorts = {"id": self.model.id}
+        for name, (attr, ftype) in self.attributes.items():
+            if ftype.sortable:
+                self.sorts[name] = getattr(self.model, attr)
+        self.sorts.update(self.sort_expressions)
+
+    # ----------------------------------------------------------------- reading
+
+    def find_filter(self, key):
+        """`name` or `name__op` -> (Filter, op); declared names win (`id__in` is id + in)."""
+        if key in self.filters:
+            return self.filters[key], "eq"
+        name, sep, op = key.rpartition("__")
+        if sep and op in f.OPERATORS and name in self.filters:
+            return self.filters[name], op
+        return None, None
+
+    def visible(self, ctx):
+        """The policy's predicate for what `ctx.principal` may see of this type (None: all)."""
+        return self.registry.policy.visible(ctx, self)
+
+    def base_select(self, ctx):
+        stmt = select(self.model)
+        predicate = self.visible(ctx)
+        return stmt if predicate is None else stmt.where(predicate)
+
+    def filter_predicates(self, spec, ctx):
+        return [self._through(fs.path, fs.filter.to_sql(fs.op, fs.values, ctx), ctx) for fs in spec.filters]
+
+    def _through(self, path, predicate, ctx):
+        """Wrap a predicate on the last resource of `path` in EXISTS hops back to this one."""
+        hops, current = [], self
+        for name in path:
+            rel = current.relationships[name]
+            target = self.registry.resource(rel.type)
+            hops.append((getattr(current.model, rel.attribute), rel.many, target))
+            current = target
+        for attr, many, target in reversed(hops):
+            visible = target.visible(ctx)
+            inner = predicate if visible is None else and_(predicate, visible)
+            predicate = attr.any(inner) if many else attr.has(inner)
+        return predicate
+
+    def order_by(self, spec):
+        clauses, has_id = [], False
+        for item in spec.sort:
+            expr = self.sorts[item.name]
+            has_id = has_id or item.name == "id"
+            clauses.append(expr.desc().nulls_first() if item.descending else expr.asc().nulls_last())
+        if not has_id:
+            clauses.append(self.model.id.asc())
+        return clauses
+
+    def loader_options(self, spec, ctx):
+        """One selectinload chain per included path, each restricted to what the caller may see."""
+        options = []
+        for path in spec.include:
+            loader, current = None, self
+            for name in path:
+                rel = current.relationships[name]
+                target = self.registry.resource(rel.type)
+                attr = getattr(current.model, rel.attribute)
+                visible = target.visible(ctx)
+                if visible is not None:
+                    attr = attr.and_(visible)
+                loader = (selectinload(attr, chunksize=INCLUDE_CHUNK_SIZE) if loader is None
+                          else loader.selectinload(attr, chunksize=INCLUDE_CHUNK_SIZE))
+                current = target
+            options.append(loader)
+        return options
+
+    def query_page(self, spec, ctx, extra_predicates=()):
+        """(rows, has_next, total or None) for a collection request, all filtering in SQL."""
+        predicates = [*extra_predicates, *self.filter_predicates(spec, ctx)]
+        visible = self.visible(ctx)
+        if visible is not None:
+            predicates.insert(0, visible)
+        session = ctx.session
+        total = None
+        if spec.count:
+            total = session.scalar(select(func.count()).select_from(self.model).where(*predicates))
+        stmt = (select(self.model).where(*predicates).order_by(*self.order_by(spec))
+                .offset(spec.offset).limit(spec.page_size + 1).options(*self.loader_options(spec, ctx)))
+        rows = session.scalars(stmt).all()
+        has_next = len(rows) > spec.page_size
+        return rows[: spec.page_size], has_next, total
+
+    def get(self, ctx, id_, spec=None, for_update=False):
+        """The row with this id if the caller may see it, else a 404."""
+        if not isinstance(id_, int) or not 0 < id_ < 2 ** 31:
+            raise self.not_found(id_)
+        stmt = self.base_select(ctx).where(self.model.id == id_)
+        if spec is not None:
+            stmt = stmt.options(*self.loader_options(spec, ctx))
+        if for_update:
+            stmt = stmt.with_for_update()
+        obj = ctx.session.scalars(stmt).one_or_none()
+        if obj is None:
+            raise self.not_found(id_)
+        return obj
+
+    def not_found(self, id_):
+        return JsonApiError(404, "not_found", "Not found", f"There is no {self.type} with id {id_}.")
+
+    def etag(self, obj):
+        return f'"{self.type}-{obj.id}-v{obj.version}"'
+
+    # ----------------------------------------------------------------- writing
+
+    def load(self, body, ctx, obj=None):
+        """A request document -> WriteState (model attribute -> value), or 400/403/409/422."""
+        data = _check_document(body)
+        type_name = data.get("type")
+        if not isinstance(type_name, str):
+            raise bad_request("data.type is required and must be a string.", pointer="/data/type",
+                              code="invalid_document")
+        if self.registry.canonical_type(type_name) != self.type:
+            raise conflict(f"data.type is {type_name!r} but this endpoint takes {self.type!r}.",
+                           code="type_mismatch", pointer="/data/type")
+        if obj is None and "id" in data:
+            raise JsonApiError(403, "client_id_not_supported", "Forbidden",
+                               "Ids are assigned by the server; leave data.id out.", pointer="/data/id")
+        if obj is not None:
+            if "id" not in data:
+                raise bad_request("data.id is required when updating.", pointer="/data/id",
+                                  code="invalid_document")
+            if data["id"] != str(obj.id):
+                raise conflict(f"data.id {data['id']!r} does not match the id in the URL ({obj.id}).",
+                               code="id_mismatch", pointer="/data/id")
+        attributes = data.get("attributes", {})
+        relationships = data.get("relationships", {})
+        errors = []
+        for name in relationships:
+            rel = self.relationships.get(name)
+            if rel is None:
+                errors.append(invalid_field(f"/data/relationships/{name}",
+                                            f"{self.type} has no relationship {name!r}.", code="unknown_field"))
+            elif not rel.writable or rel.fk is None:
+                errors.append(invalid_field(f"/data/relationships/{name}",
+                                            f"{name} cannot be written here; use its relationship endpoint.",
+                                            code="read_only"))
+        if errors:
+            raise JsonApiErrors(errors)
+
+        payload = {"data": {"type": self.type, "attributes": attributes,
+                            "relationships": {k: v for k, v in relationships.items()}}}
+        schema = self.schema_class(registry=self.registry)
+        try:
+            loaded = schema.load(payload, partial=obj is not None)
+        except ValidationError as exc:
+            raise JsonApiErrors(self._load_errors(exc.messages)) from None
+
+        values, pointers = {}, {}
+        for name, value in loaded.items():
+            rel = self.relationships.get(name)
+            if rel is not None:
+                pointer = f"/data/relationships/{name}/data"
+                if rel.fk in loaded and loaded[rel.fk] != value:
+                    raise JsonApiErrors([invalid_field(pointer, f"{name} and {rel.fk} disagree.")])
+                values[rel.fk] = value
+                pointers[rel.fk] = pointer
+            else:
+                values[name] = value
+        state = WriteState(self, ctx, values, pointers, obj)
+        return state
+
+    def _load_errors(self, messages):
+        errors = []
+        raw = messages.get("errors", []) if isinstance(messages, dict) else messages
+        for item in raw:
+            pointer = item.get("source", {}).get("pointer", "/data")
+            detail = item.get("detail")
+            if isinstance(detail, (list, dict)):
+                detail = "; ".join(str(d) for d in (detail.values() if isinstance(detail, dict) else detail))
+            name = pointer.rstrip("/").split("/")[-1] if pointer.startswith("/data/") else None
+            if pointer.endswith("/data") and "/relationships/" in pointer:
+                name = pointer.split("/")[3]
+            field = self.schema_class._declared_fields.get(name) if name else None
+            if detail == "Unknown field.":
+                if field is not None and field.dump_only:
+                    errors.append(invalid_field(pointer, f"{name} is read-only.", code="read_only"))
+                else:
+                    errors.append(invalid_field(pointer, f"{self.type} has no attribute {name!r}.",
+                                                code="unknown_field"))
+                continue
+            if detail == "Missing data for required field.":
+                errors.append(invalid_field(pointer, f"{name} is required.", code="required"))
+                continue
+            errors.append(invalid_field(pointer, f"{name}: {detail}" if name else str(detail)))
+        return errors or [invalid_field("/data", "The resource object is invalid.")]
+
+    def check_references(self, state):
+        """Every foreign key in the body must name a row the caller may see (422 otherwise)."""
+        errors = []
+        for rel in self.relationships.values():
+            if rel.fk is None or rel.fk not in state.values:
+                continue
+            value = state.values[rel.fk]
+            if value is None:
+                continue
+            target = self.registry.resource(rel.type)
+            found = state.ctx.session.scalar(
+                select(func.count()).select_from(target.model).where(
+                    target.model.id == value, *([v] if (v := target.visible(state.ctx)) is not None else [])))
+            if not found:
+                errors.append(state.error(rel.fk, f"There is no {rel.type} with id {value}.", code="not_found"))
+        if errors:
+            raise JsonApiErrors(errors)
+
+    def check_unique(self, state):
+        """Clear 409s for values already taken (the database constraint catches races)."""
+        for attr, taken in self.unique.items():
+            if attr not in state.values or state.values[attr] is None:
+                continue
+            stmt = select(self.model.id).where(taken(state.values[attr]))
+            if state.obj is not None:
+                stmt = stmt.where(self.model.id != state.obj.id)
+            if state.ctx.session.scalar(stmt.limit(1)) is not None:
+                raise conflict(f"{self.attribute_field_names.get(attr, attr)} {state.values[attr]!r} is already taken.",
+                               code="not_unique", pointer=state.pointer(attr))
+
+    def validate(self, state):
+        """Resource-specific checks across fields; raise JsonApiErrors with pointers."""
+
+    def create(self, state):
+        """Build and add the new row; override to derive columns (hooks run before this)."""
+        obj = self.model(**state.values)
+        state.ctx.session.add(obj)
+        return obj
+
+    def update(self, state):
+        for attr, value in state.values.items():
+            setattr(state.obj, attr, value)
+        return state.obj
+
+    def delete(self, ctx, obj):
+        ctx.session.delete(obj)
+
+    def prepare(self, state):
+        """Run every check of a write, in order; the view then calls create/update."""
+        self.check_references(state)
+        self.validate(state)
+        self.check_unique(state)
+
+
+def _check_document(body):
+    if not isinstance(body, dict):
+        raise bad_request("The body must be a JSON object with a data member.", pointer="", code="invalid_document")
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise bad_request("data must be a resource object.", pointer="/data", code="invalid_document")
+    if "id" in data and not isinstance(data["id"], str):
+        raise bad_request("data.id must be a string.", pointer="/data/id", code="invalid_document")
+    if "attributes" in data and not isinstance(data["attributes"], dict):
+        raise bad_request("data.attributes must be an object.", pointer="/data/attributes", code="invalid_document")
+    relationships = data.get("relationships", {})
+    if not isinstance(relationships, dict):
+        raise bad_request("data.relationships must be an object.", pointer="/data/relationships",
+                          code="invalid_document")
+    for name, value in relationships.items():
+        if not isinstance(value, dict) or "data" not in value:
+            raise bad_request(f"relationships.{name} must be an object with a data member.",
+                              pointer=f"/data/relationships/{name}", code="invalid_document")
+    for key in data:
+        if key not in ("type", "id", "attributes", "relationships", "meta", "links", "lid"):
+            raise bad_request(f"Unknown member {key!r} in data.", pointer=f"/data/{key}", code="invalid_document")
+    return data
+
+
+__all__ = ["Resource", "Relationship", "WriteState", "forbidden"]

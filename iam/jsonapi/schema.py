@@ -1,0 +1,194 @@
+"""marshmallow-jsonapi schemas, extended for this engine.
+
+- `Rel` declares a relationship once: its target type, whether it is to-many, the foreign
+  key that gives to-one linkage without loading anything, and whether it may be included,
+  filtered through or written. Links are built from the resource type, never configured.
+- `JsonApiSchema` renders absolute links and hands sparse fieldsets and include paths down
+  to the schemas of included resources.
+"""
+from datetime import timezone
+
+import marshmallow as ma
+from marshmallow import ValidationError, fields as ma_fields
+from marshmallow_jsonapi import Schema as _Schema
+from marshmallow_jsonapi.fields import Relationship as _Relationship
+
+
+class Timestamp(ma_fields.DateTime):
+    """ISO 8601 in UTC with microseconds and `Z`, exactly as stored (2026-01-31T12:00:00.123456Z)."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        result = super()._deserialize(value, attr, data, **kwargs)
+        if result.tzinfo is None:
+            result = result.replace(tzinfo=timezone.utc)
+        return result.astimezone(timezone.utc)
+
+
+class Int(ma_fields.Integer):
+    """An integer that fits the column (32-bit unless told), strictly an integer in JSON."""
+
+    def __init__(self, *, bits=32, **kwargs):
+        kwargs.setdefault("strict", True)
+        super().__init__(**kwargs)
+        self.limit = 2 ** (bits - 1)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        result = super()._deserialize(value, attr, data, **kwargs)
+        if not -self.limit <= result < self.limit:
+            raise ValidationError(f"Must be between {-self.limit} and {self.limit - 1}.")
+        return result
+
+
+class Bool(ma_fields.Boolean):
+    """A JSON boolean, nothing else (no "yes", no 1)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+class Str(ma_fields.String):
+    """A string; `max_length` mirrors the column so PostgreSQL never sees an oversized value."""
+
+    def __init__(self, *, max_length=None, min_length=None, **kwargs):
+        super().__init__(**kwargs)
+        self.max_length = max_length
+        self.min_length = min_length
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        result = super()._deserialize(value, attr, data, **kwargs)
+        if self.max_length is not None and len(result) > self.max_length:
+            raise ValidationError(f"Must be at most {self.max_length} characters long.")
+        if self.min_length is not None and len(result) < self.min_length:
+            raise ValidationError(f"Must be at least {self.min_length} characters long." if self.min_length > 1
+                                  else "May not be empty.")
+        return result
+
+
+class JsonObject(ma_fields.Dict):
+    """A free JSON object."""
+
+
+class Rel(_Relationship):
+    """A relationship declaration (see module docstring)."""
+
+    def __init__(self, type_, *, many=False, fk=None, attribute=None, includable=True, filterable=True,
+                 writable=None, **kwargs):
+        self.fk = fk
+        self.includable = includable
+        self.filterable = filterable
+        # To-one relationships backed by a writable foreign key can be set through the body
+        # and through their relationship endpoint; to-many ones only where a resource says so.
+        self.writable = (fk is not None) if writable is None else writable
+        kwargs.setdefault("dump_only", not (self.writable and fk is not None))
+        super().__init__(type_=type_, many=many, include_resource_linkage=False, attribute=attribute,
+                         allow_none=True, **kwargs)
+        self._nested = None
+
+    @property
+    def schema(self):
+        if self._nested is None:
+            root = self.parent
+            self._nested = root.nested_schema(self.type_)
+        return self._nested
+
+    def serialize(self, attr, obj, accessor=None):
+        base = self.parent.base_url
+        own = f"{base}/{self.parent.opts.type_}/{obj.id}"
+        result = {"links": {"self": f"{own}/relationships/{self.name}", "related": f"{own}/{self.name}"}}
+        if self.include_data:
+            value = getattr(obj, self.attribute or attr)
+            if self.many:
+                result["data"] = [{"type": self.type_, "id": str(item.id)} for item in value]
+                for item in value:
+                    self._serialize_included(item)
+            elif value is None:
+                result["data"] = None
+            else:
+                result["data"] = {"type": self.type_, "id": str(value.id)}
+                self._serialize_included(value)
+        elif self.fk is not None:
+            fk_value = getattr(obj, self.fk)
+            result["data"] = None if fk_value is None else {"type": self.type_, "id": str(fk_value)}
+        return result
+
+    def _serialize_included(self, value):
+        nested = self.schema
+        item = nested.dump(value)["data"]
+        root = self.parent.root_schema
+        root.included_data.setdefault((item["type"], item["id"]), item)
+        for key, included in nested.included_data.items():
+            root.included_data.setdefault(key, included)
+        nested.included_data.clear()
+
+    def _deserialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            if self.many:
+                raise ValidationError("Must be a list of resource identifiers.")
+            return None
+        return super()._deserialize(value, attr, obj, **kwargs)
+
+    def extract_value(self, data):
+        if not isinstance(data, dict):
+            raise ValidationError("Must be a resource identifier object with type and id.")
+        data = dict(data)
+        if isinstance(data.get("type"), str):
+            data["type"] = self.parent.canonical_type(data["type"]) or data["type"]
+        value = super().extract_value(data)
+        if not isinstance(value, str) or not value.isdigit() or int(value) >= 2 ** 31:
+            raise ValidationError("`id` must be the string form of an existing id.")
+        return int(value)
+
+
+class JsonApiSchema(_Schema):
+    """Base schema: string ids, absolute self links, nested schemas from the registry."""
+
+    id = ma_fields.Function(lambda obj: str(obj.id), dump_only=True)
+
+    class Meta:
+        type_ = "_abstract_"
+        unknown = ma.RAISE
+        ordered = False
+
+    def __init__(self, *args, base_url="", registry=None, sparse=None, include_paths=(), root=None,
+                 **kwargs):
+        self.base_url = base_url
+        self.registry = registry
+        self.sparse = sparse or {}
+        self.root_schema = root or self
+        super().__init__(*args, include_data=include_paths, **kwargs)
+
+    def canonical_type(self, name):
+        return self.registry.canonical_type(name) if self.registry else name
+
+    def nested_schema(self, type_):
+        """The schema rendering an included resource of `type_` (paths are set by check_relations)."""
+        resource = self.registry.resource(type_)
+        return resource.schema(only=None, base_url=self.base_url, registry=self.registry,
+                               sparse=self.sparse, root=self.root_schema)
+
+    def check_relations(self, relations):
+        # Included relationships must be rendered even when a sparse fieldset leaves them out
+        # (full linkage); the document builder strips them afterwards.
+        for rel in relations:
+            if not rel:
+                continue
+            local, _, rest = rel.partition(".")
+            field = self.fields[local]
+            field.include_data = True
+            if rest:
+                field.schema.check_relations([rest])
+
+    def get_resource_links(self, item):
+        return {"self": f"{self.base_url}/{self.opts.type_}/{item['id']}"}
+
+    def get_top_level_links(self, data, many):
+        return {"self": None}

@@ -1,0 +1,320 @@
+"""List / show / create / update / delete / relationship views for any Resource.
+
+`Api` is the registry of resources on one blueprint. It knows how to authenticate a
+request and which policy decides visibility and permission, but both are supplied by the
+application: the engine itself knows nothing about IAM.
+"""
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from flask import g, jsonify, request
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import with_parent
+from sqlalchemy.orm.exc import StaleDataError
+
+from . import documents, query
+from .errors import JsonApiError, conflict, register_error_handlers  # noqa: F401 (re-export)
+from .media import JSONAPI_MEDIA_TYPE, check_accept, read_json_body
+from .resource import WriteState
+
+
+class Policy:
+    """Allow-everything policy; applications pass their own to Api."""
+
+    def visible(self, ctx, resource):
+        return None
+
+    def authorize(self, ctx, resource, action, obj=None):
+        return None
+
+
+@dataclass
+class RequestContext:
+    """What every step of a request needs: who asks, where, and when."""
+
+    api: object
+    principal: object
+    session: object
+    dialect: str
+    base_url: str
+    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+class Api:
+    def __init__(self, blueprint, db, authenticate=None, policy=None):
+        self.blueprint = blueprint
+        self.db = db
+        self._authenticate = authenticate or (lambda: None)
+        self.policy = policy or Policy()
+        self.resources = {}
+        self._aliases = {}
+
+    # ------------------------------------------------------------ registry
+
+    def register(self, resource_cls):
+        resource = resource_cls(self)
+        self.resources[resource.type] = resource
+        self._aliases[resource.type] = resource.type
+        for alias in resource.aliases:
+            self._aliases[alias] = resource.type
+        _register_routes(self, resource)
+        return resource
+
+    def resource(self, type_name):
+        return self.resources[type_name]
+
+    def canonical_type(self, name):
+        return self._aliases.get(name)
+
+    # ------------------------------------------------------------ requests
+
+    def context(self, principal=None, authenticate=True):
+        """The request context; authenticates unless told the endpoint is public."""
+        if authenticate and principal is None:
+            principal = self._authenticate()
+        session = self.db.session
+        base = request.host_url.rstrip("/") + request.script_root + (self.blueprint.url_prefix or "")
+        ctx = RequestContext(self, principal, session, self.db.engine.dialect.name, base)
+        g.jsonapi_ctx = ctx
+        return ctx
+
+    def begin(self, resource, action, obj=None):
+        check_accept()
+        ctx = self.context()
+        self.policy.authorize(ctx, resource, action, obj)
+        return ctx
+
+    def commit(self, ctx, deleting=False):
+        """Commit, turning constraint violations into 409 and lost races into 412."""
+        try:
+            ctx.session.commit()
+        except IntegrityError as exc:
+            ctx.session.rollback()
+            if deleting or _is_foreign_key_violation(exc):
+                raise conflict("Other records still refer to this one; remove or move them first.",
+                               code="in_use") from None
+            raise conflict("A value that must be unique is already taken.", code="not_unique") from None
+        except StaleDataError:
+            ctx.session.rollback()
+            raise JsonApiError(412, "precondition_failed", "Precondition failed",
+                               "The resource was changed by someone else meanwhile; fetch it and retry.") from None
+
+    def respond(self, document, status=200, headers=None):
+        response = jsonify(document)
+        response.status_code = status
+        response.mimetype = JSONAPI_MEDIA_TYPE
+        for name, value in (headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    def render(self, resource, obj, spec, ctx, status=200, headers=None):
+        document = documents.single_document(resource, obj, spec, ctx)
+        headers = dict(headers or {})
+        headers["ETag"] = resource.etag(obj)
+        return self.respond(document, status, headers)
+
+    def write(self, resource, ctx, state, spec, status=200):
+        """Run a prepared write: checks, hook, commit, then answer with the fresh resource."""
+        resource.prepare(state)
+        obj = resource.create(state) if state.creating else resource.update(state)
+        try:
+            ctx.session.flush()
+        except (IntegrityError, StaleDataError):
+            self.commit(ctx)  # rolls back and raises the right error
+        self.commit(ctx)
+        fresh = resource.get(ctx, obj.id, spec)
+        headers = {"Location": f"{ctx.base_url}/{resource.type}/{obj.id}"} if status == 201 else None
+        return self.render(resource, fresh, spec, ctx, status, headers)
+
+
+def _is_foreign_key_violation(exc):
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "foreign key" in text
+
+
+def _check_if_match(resource, obj):
+    if request.if_match and not request.if_match.contains(resource.etag(obj).strip('"')) \
+            and not request.if_match.star_tag:
+        raise JsonApiError(412, "precondition_failed", "Precondition failed",
+                           "If-Match does not match the current ETag of this resource.", header="If-Match")
+
+
+def _register_routes(api, resource):
+    bp, t = api.blueprint, resource.type
+
+    def list_view():
+        ctx = api.begin(resource, "list")
+        spec = query.parse(request.args, resource, api)
+        rows, has_next, total = resource.query_page(spec, ctx)
+        return api.respond(documents.collection_document(resource, rows, spec, ctx, has_next, total))
+
+    def create_view():
+        ctx = api.begin(resource, "create")
+        spec = query.parse(request.args, resource, api, collection=False)
+        state = resource.load(read_json_body(), ctx)
+        api.policy.authorize(ctx, resource, "create", state)
+        return api.write(resource, ctx, state, spec, status=201)
+
+    def show_view(id):
+        ctx = api.begin(resource, "show")
+        spec = query.parse(request.args, resource, api, collection=False)
+        obj = resource.get(ctx, id, spec)
+        etag = resource.etag(obj)
+        if request.if_none_match and request.if_none_match.contains(etag.strip('"')):
+            response = api.respond({}, 304, {"ETag": etag})
+            response.set_data(b"")
+            return response
+        return api.render(resource, obj, spec, ctx)
+
+    def update_view(id):
+        ctx = api.begin(resource, "update")
+        spec = query.parse(request.args, resource, api, collection=False)
+        body = read_json_body()
+        obj = resource.get(ctx, id, for_update=True)
+        api.policy.authorize(ctx, resource, "update", obj)
+        _check_if_match(resource, obj)
+        state = resource.load(body, ctx, obj)
+        return api.write(resource, ctx, state, spec)
+
+    def delete_view(id):
+        ctx = api.begin(resource, "delete")
+        if request.args:
+            raise JsonApiError(400, "unknown_parameter", "Invalid query parameter",
+                               "DELETE takes no query parameters.", parameter=next(iter(request.args)))
+        obj = resource.get(ctx, id, for_update=True)
+        api.policy.authorize(ctx, resource, "delete", obj)
+        _check_if_match(resource, obj)
+        resource.delete(ctx, obj)
+        try:
+            ctx.session.flush()
+        except IntegrityError:
+            api.commit(ctx, deleting=True)
+        api.commit(ctx, deleting=True)
+        return "", 204
+
+    actions = resource.actions
+    collection_methods = [m for m, a in (("GET", "list"), ("POST", "create")) if a in actions]
+    item_methods = [m for m, a in (("GET", "show"), ("PATCH", "update"), ("DELETE", "delete")) if a in actions]
+    if collection_methods:
+        bp.add_url_rule(f"/{t}", f"{t}_collection",
+                        _dispatch({"GET": list_view, "POST": create_view}), methods=collection_methods)
+    if item_methods:
+        bp.add_url_rule(f"/{t}/<int:id>", f"{t}_item",
+                        _dispatch({"GET": show_view, "PATCH": update_view, "DELETE": delete_view}),
+                        methods=item_methods)
+    for rel in resource.relationships.values():
+        _register_relationship_routes(api, resource, rel)
+    register_extra = getattr(resource, "register_routes", None)
+    if register_extra:
+        register_extra(api)
+
+
+def _dispatch(views):
+    def view(**kwargs):
+        return views[request.method](**kwargs)
+    return view
+
+
+def _related_select(api, resource, rel, ctx, obj):
+    target = api.resource(rel.type)
+    return target, with_parent(obj, getattr(resource.model, rel.attribute))
+
+
+def _register_relationship_routes(api, resource, rel):
+    bp, t, name = api.blueprint, resource.type, rel.name
+
+    def related_view(id):
+        ctx = api.begin(resource, "show")
+        obj = resource.get(ctx, id)
+        target, predicate = _related_select(api, resource, rel, ctx, obj)
+        if rel.many:
+            spec = query.parse(request.args, target, api)
+            rows, has_next, total = target.query_page(spec, ctx, extra_predicates=[predicate])
+            return api.respond(documents.collection_document(target, rows, spec, ctx, has_next, total))
+        spec = query.parse(request.args, target, api, collection=False)
+        stmt = target.base_select(ctx).where(predicate).options(*target.loader_options(spec, ctx))
+        related = ctx.session.scalars(stmt.limit(1)).first()
+        if related is None:
+            return api.respond({"data": None, "links": {"self": request.base_url}, "jsonapi": documents.JSONAPI_OBJECT})
+        document = documents.single_document(target, related, spec, ctx)
+        document["links"]["self"] = request.base_url
+        return api.respond(document)
+
+    def linkage_view(id):
+        own = f"{{base}}/{t}/{id}"
+        if request.method == "GET":
+            ctx = api.begin(resource, "show")
+            obj = resource.get(ctx, id)
+            target, predicate = _related_select(api, resource, rel, ctx, obj)
+            links = {"self": request.url, "related": own.format(base=ctx.base_url) + f"/{name}"}
+            if rel.many:
+                spec = query.parse(request.args, target, api)
+                rows, has_next, total = target.query_page(spec, ctx, extra_predicates=[predicate])
+                document = {"data": [{"type": target.type, "id": str(r.id)} for r in rows],
+                            "links": {**documents.page_links(spec, has_next, total), **links}}
+                if total is not None:
+                    document["meta"] = {"count": total}
+            else:
+                query.parse(request.args, target, api, collection=False)
+                stmt = select(target.model.id).select_from(target.model).where(predicate)
+                visible = target.visible(ctx)
+                if visible is not None:
+                    stmt = stmt.where(visible)
+                related_id = ctx.session.scalar(stmt.limit(1))
+                document = {"data": None if related_id is None else {"type": target.type, "id": str(related_id)},
+                            "links": links}
+            document["jsonapi"] = documents.JSONAPI_OBJECT
+            return api.respond(document)
+        return _write_linkage(api, resource, rel, id)
+
+    bp.add_url_rule(f"/{t}/<int:id>/{name}", f"{t}_{name}_related", related_view, methods=["GET"])
+    bp.add_url_rule(f"/{t}/<int:id>/relationships/{name}", f"{t}_{name}_linkage", linkage_view,
+                    methods=["GET", "PATCH", "POST", "DELETE"])
+
+
+def _write_linkage(api, resource, rel, id):
+    """PATCH a to-one relationship backed by a foreign key; to-many writes are the resource's."""
+    ctx = api.begin(resource, "update")
+    if request.args:
+        raise JsonApiError(400, "unknown_parameter", "Invalid query parameter",
+                           "Relationship writes take no query parameters.", parameter=next(iter(request.args)))
+    body = read_json_body()
+    obj = resource.get(ctx, id, for_update=True)
+    api.policy.authorize(ctx, resource, "update", obj)
+    _check_if_match(resource, obj)
+    handler = getattr(resource, "write_relationship", None)
+    if rel.many:
+        if handler is None or not rel.writable:
+            raise JsonApiError(403, "read_only", "Forbidden",
+                               f"{resource.type}.{rel.name} cannot be changed through this endpoint.")
+        handler(ctx, obj, rel, request.method, body)
+        api.commit(ctx)
+        return "", 204
+    if request.method != "PATCH":
+        raise JsonApiError(405, "method_not_allowed", "Method not allowed",
+                           "A to-one relationship is replaced with PATCH.", headers={"Allow": "GET, PATCH"})
+    if not rel.writable or rel.fk is None:
+        raise JsonApiError(403, "read_only", "Forbidden", f"{resource.type}.{rel.name} cannot be changed.")
+    if not isinstance(body, dict) or "data" not in body:
+        raise JsonApiError(400, "invalid_document", "Bad request", "The body must be {\"data\": ...}.", pointer="")
+    linkage = body["data"]
+    pointer = "/data"
+    if linkage is None:
+        value = None
+    else:
+        if not isinstance(linkage, dict) or not isinstance(linkage.get("type"), str) \
+                or not isinstance(linkage.get("id"), str):
+            raise JsonApiError(400, "invalid_document", "Bad request",
+                               "data must be null or a resource identifier {\"type\", \"id\"}.", pointer=pointer)
+        if api.canonical_type(linkage["type"]) != rel.type:
+            raise conflict(f"{rel.name} takes {rel.type}, not {linkage['type']!r}.", code="type_mismatch",
+                           pointer="/data/type")
+        if not linkage["id"].isdigit():
+            raise JsonApiError(404, "not_found", "Not found", f"There is no {rel.type} with id {linkage['id']!r}.")
+        value = int(linkage["id"])
+    state = WriteState(resource, ctx, {rel.fk: value}, {rel.fk: pointer}, obj)
+    resource.prepare(state)
+    resource.update(state)
+    api.commit(ctx)
+    return "", 204

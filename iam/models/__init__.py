@@ -1,0 +1,10 @@
+"""SQLAlchemy models, a module per concept."""
+from .account import ACCOUNT_TYPES, AUTH_TYPES, Account, AccountRole, ApiKey
+from .organization import Organization, OrganizationalUnit
+from .person import Person
+from .types import utcnow
+
+__all__ = [
+    "ACCOUNT_TYPES", "AUTH_TYPES", "Account", "AccountRole", "ApiKey",
+    "Organization", "OrganizationalUnit", "Person", "utcnow",
+]

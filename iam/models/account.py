@@ -1,0 +1,90 @@
+"""Accounts, the roles granted to them and their API keys."""
+from sqlalchemy import Boolean, ForeignKey, Index, String, and_, func, or_
+from sqlalchemy.orm import mapped_column, relationship
+
+from ..extensions import db
+from .base import Timestamped
+from .types import JSONType, UTCDateTime, utcnow
+
+ACCOUNT_TYPES = ("personal_account", "service_account", "local_account")
+AUTH_TYPES = ("password", "sso", "api_key")
+
+
+class Account(Timestamped, db.Model):
+    __tablename__ = "accounts"
+    email = mapped_column(String(320), nullable=False)
+    account_type = mapped_column(String(32), nullable=False, default="personal_account")
+    auth_type = mapped_column(String(32), nullable=False, default="password")
+    enabled = mapped_column(Boolean, nullable=False, default=True)
+    expires_at = mapped_column(UTCDateTime, nullable=True)
+    person_id = mapped_column(ForeignKey("people.id"), nullable=True, unique=True)
+    organization_id = mapped_column(ForeignKey("organizations.id"), nullable=True, index=True)
+    preferences = mapped_column(JSONType, nullable=False, default=dict)
+    consent_given_at = mapped_column(UTCDateTime, nullable=True)
+    last_login_at = mapped_column(UTCDateTime, nullable=True)
+    # Secrets: never rendered, never filterable except through their dedicated filters.
+    password_hash = mapped_column(String(255), nullable=True)
+    password_reset_token_digest = mapped_column(String(64), nullable=True, unique=True)
+    password_reset_token_expires_at = mapped_column(UTCDateTime, nullable=True)
+
+    person = relationship("Person", back_populates="account")
+    organization = relationship("Organization", back_populates="accounts")
+    roles = relationship(
+        "AccountRole", back_populates="account", cascade="all, delete-orphan", passive_deletes=True,
+        order_by="AccountRole.id",
+    )
+    api_keys = relationship("ApiKey", back_populates="account", cascade="all, delete-orphan", passive_deletes=True)
+
+    def is_active(self, now=None):
+        now = now or utcnow()
+        return self.enabled and (self.expires_at is None or self.expires_at > now)
+
+
+# Emails are unique and compared case-insensitively; this one index serves both.
+Index("uq_accounts_email_lower", func.lower(Account.email), unique=True)
+
+
+class AccountRole(Timestamped, db.Model):
+    __tablename__ = "account_roles"
+
+    account_id = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True)
+    name = mapped_column(String(128), nullable=False, index=True)
+    scopes = mapped_column(JSONType, nullable=False, default=dict)
+    info = mapped_column(JSONType, nullable=False, default=dict)
+    not_before = mapped_column(UTCDateTime, nullable=True)
+    expires_at = mapped_column(UTCDateTime, nullable=True)
+
+    account = relationship("Account", back_populates="roles")
+
+    @classmethod
+    def valid_at(cls, now):
+        """SQL: the role counts at `now` (not_before <= now < expires_at, nulls unbounded)."""
+        return and_(
+            or_(cls.not_before.is_(None), cls.not_before <= now),
+            or_(cls.expires_at.is_(None), cls.expires_at > now),
+        )
+
+    def is_valid(self, now):
+        return (self.not_before is None or self.not_before <= now) and (
+            self.expires_at is None or self.expires_at > now
+        )
+
+
+class ApiKey(Timestamped, db.Model):
+    """A long-lived credential for scripts. Only the SHA-256 digest of the key is stored."""
+
+    __tablename__ = "api_keys"
+
+    account_id = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True)
+    name = mapped_column(String(255), nullable=False)
+    prefix = mapped_column(String(16), nullable=False)
+    key_digest = mapped_column(String(64), nullable=False, unique=True)
+    scopes = mapped_column(JSONType, nullable=False, default=dict)
+    expires_at = mapped_column(UTCDateTime, nullable=True)
+    revoked_at = mapped_column(UTCDateTime, nullable=True)
+    last_used_at = mapped_column(UTCDateTime, nullable=True)
+
+    account = relationship("Account", back_populates="api_keys")
+
+    def is_usable(self, now):
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)

@@ -1,0 +1,41 @@
+"""Column types that behave the same on SQLite and PostgreSQL."""
+from datetime import datetime, timezone
+
+from sqlalchemy import JSON, DateTime
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow():
+    """The current time, aware, in UTC, with microseconds (what every timestamp column stores)."""
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in, aware UTC datetimes out.
+
+    PostgreSQL stores `timestamptz`; SQLite stores naive UTC text. Both keep microseconds,
+    so a rendered timestamp used as a filter value finds the row it came from.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        value = value.astimezone(timezone.utc)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+# JSON documents: JSONB on PostgreSQL (containment operators, GIN indexes), JSON text elsewhere.
+JSONType = JSON().with_variant(JSONB(), "postgresql")

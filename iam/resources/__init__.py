@@ -1,0 +1,1 @@
+"""IAM resource declarations, a module per JSON:API type."""

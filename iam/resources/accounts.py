@@ -1,0 +1,125 @@
+"""accounts: who can sign in, with their roles, person and organization."""
+from email_validator import EmailNotValidError, validate_email
+from marshmallow import ValidationError, validate
+from sqlalchemy import and_, func, or_, select
+
+from ..auth import passwords
+from ..jsonapi import Filter, JsonApiErrors, Resource
+from ..jsonapi import filters as ft
+from ..jsonapi.schema import Bool, Int, JsonApiSchema, JsonObject, Rel, Str, Timestamp
+from ..models import ACCOUNT_TYPES, AUTH_TYPES, Account, AccountRole, OrganizationalUnit, Person
+from .common import digest, search_filter, through
+
+
+def normalise_email(value):
+    """A deliverable-looking address in its normal form (domain lower-cased, IDNA handled)."""
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValidationError(f"Not a valid email address: {exc}.") from None
+
+
+class Email(Str):
+    def __init__(self, **kwargs):
+        super().__init__(max_length=320, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return normalise_email(super()._deserialize(value, attr, data, **kwargs))
+
+
+class AccountSchema(JsonApiSchema):
+    class Meta:
+        type_ = "accounts"
+
+    email = Email(required=True)
+    account_type = Str(validate=validate.OneOf(ACCOUNT_TYPES))
+    auth_type = Str(validate=validate.OneOf(AUTH_TYPES))
+    enabled = Bool()
+    expires_at = Timestamp(allow_none=True)
+    person_id = Int(allow_none=True)
+    organization_id = Int(allow_none=True)
+    preferences = JsonObject()
+    consent_given_at = Timestamp(dump_only=True)
+    last_login_at = Timestamp(dump_only=True)
+    created_at = Timestamp(dump_only=True)
+    updated_at = Timestamp(dump_only=True)
+    password = Str(load_only=True, min_length=passwords.MIN_LENGTH, max_length=passwords.MAX_LENGTH)
+
+    roles = Rel("account_roles", many=True)
+    person = Rel("people", fk="person_id")
+    organization = Rel("organizations", fk="organization_id")
+
+
+def _ou_accounts(op, values, ctx):
+    """Accounts whose person sits in one of these units or anywhere below them.
+
+    A unit's `ancestry` (`/3/17/`) prefixes the ancestry of every unit below it.
+    """
+    unit = OrganizationalUnit
+    prefixes = [select(unit.ancestry).where(unit.id == v).scalar_subquery() for v in values]
+    units = select(unit.id).where(or_(*(unit.ancestry.startswith(p) for p in prefixes)))
+    return Account.person.has(Person.organizational_unit_id.in_(units))
+
+
+def _role_name(op, values, ctx):
+    """Accounts holding a role of one of these names that is valid now."""
+    names = AccountRole.name == values[0] if len(values) == 1 else AccountRole.name.in_(values)
+    return Account.roles.any(and_(names, AccountRole.valid_at(ctx.now)))
+
+
+def _password_reset_token(op, values, ctx):
+    return Account.password_reset_token_digest == digest(values[0])
+
+
+class Accounts(Resource):
+    type = "accounts"
+    aliases = ("iam/accounts",)
+    model = Account
+    schema = AccountSchema
+    attribute_types = {"email": ft.String(case_insensitive=True)}
+    unique = {"email": lambda value: func.lower(Account.email) == value.lower()}
+    extra_filters = (
+        Filter("ou_accounts", ft.Integer(), build=_ou_accounts, operators=("eq", "in"),
+               doc="Accounts whose person sits in this organizational unit or below it."),
+        Filter("role_name", ft.String(), build=_role_name, operators=("eq", "in"),
+               doc="Accounts holding a role of this name that is valid now."),
+        Filter("password_reset_token", ft.String(), build=_password_reset_token, operators=("eq",),
+               doc="Matches a raw password-reset token against its stored digest (admins only).",
+               admin_only=True),
+        Filter("password_reset_token_expires_at", ft.DateTime(), column=Account.password_reset_token_expires_at),
+        search_filter(
+            [Account.email,
+             lambda w: through(Account.person)(or_(Person.first_name.icontains(w, autoescape=True),
+                                                   Person.middle_name.icontains(w, autoescape=True),
+                                                   Person.last_name.icontains(w, autoescape=True)))],
+            doc="Free text over the email and the person's names; every word must match."),
+    )
+
+    def validate(self, state):
+        errors = []
+        if state.creating and state.get("person_id") is not None and "organization_id" not in state.values:
+            # An account made for a person belongs to that person's organization by default.
+            state.values["organization_id"] = state.ctx.session.scalar(
+                select(Person.organization_id).where(Person.id == state.values["person_id"]))
+        person_id = state.get("person_id")
+        if person_id is not None and (state.changed("person_id") or state.changed("organization_id")):
+            person_org = state.ctx.session.scalar(select(Person.organization_id).where(Person.id == person_id))
+            if person_org != state.get("organization_id"):
+                errors.append(state.error("person_id", "The person belongs to another organization than the account."))
+            taken = state.ctx.session.scalar(
+                select(Account.id).where(Account.person_id == person_id,
+                                         Account.id != (state.obj.id if state.obj else -1)))
+            if taken is not None:
+                errors.append(state.error("person_id", "That person already has an account.", code="not_unique"))
+        if not state.creating and "password" in state.values:
+            errors.append(state.error("password", "password can only be set when creating an account; "
+                                      "use /account/passwords/change.", code="read_only"))
+        if errors:
+            raise JsonApiErrors(errors)
+
+    def create(self, state):
+        password = state.values.pop("password", None)
+        obj = super().create(state)
+        if password is not None:
+            obj.password_hash = passwords.hash_password(password)
+        return obj

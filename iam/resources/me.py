@@ -1,0 +1,116 @@
+"""`/accounts/me`: the caller's own account, readable and self-manageable by everyone."""
+from flask import request
+
+from ..auth import passwords
+from ..jsonapi import JsonApiError, JsonApiErrors, query
+from ..jsonapi.errors import conflict, forbidden, invalid_field
+from ..jsonapi.media import check_accept, read_json_body
+from ..jsonapi.resource import WriteState
+from ..models import Person, utcnow
+from .accounts import normalise_email
+
+# What self-service may write; anything else (enabled, organization_id, roles, ...) is a 403.
+SELF_SERVICE = ("preferences", "consent_given", "first_name", "last_name", "email", "current_password")
+
+
+def _me(api):
+    check_accept()
+    ctx = api.context()
+    resource = api.resource("accounts")
+    return ctx, resource
+
+
+def show(api):
+    ctx, resource = _me(api)
+    spec = query.parse(request.args, resource, api, collection=False)
+    obj = resource.get(ctx, ctx.principal.account_id, spec)
+    return api.render(resource, obj, spec, ctx)
+
+
+def _attributes(body, account_id, api):
+    if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
+        raise JsonApiError(400, "invalid_document", "Bad request", "The body must be {\"data\": {...}}.", pointer="")
+    data = body["data"]
+    if api.canonical_type(data.get("type")) != "accounts":
+        raise conflict("data.type must be accounts.", code="type_mismatch", pointer="/data/type")
+    if "id" in data and data["id"] != str(account_id):
+        raise conflict("data.id must be your own account's id (or left out).", code="id_mismatch", pointer="/data/id")
+    if "relationships" in data:
+        raise forbidden("Relationships cannot be changed through /accounts/me.", pointer="/data/relationships")
+    attributes = data.get("attributes", {})
+    if not isinstance(attributes, dict):
+        raise JsonApiError(400, "invalid_document", "Bad request", "attributes must be an object.",
+                           pointer="/data/attributes")
+    denied = [forbidden(f"{name} cannot be changed through self-service.", pointer=f"/data/attributes/{name}")
+              for name in attributes if name not in SELF_SERVICE]
+    if denied:
+        raise JsonApiErrors(denied)
+    return attributes
+
+
+def update(api):
+    ctx, resource = _me(api)
+    spec = query.parse(request.args, resource, api, collection=False)
+    attributes = _attributes(read_json_body(), ctx.principal.account_id, api)
+    account = resource.get(ctx, ctx.principal.account_id, for_update=True)
+    errors, values, person_values = [], {}, {}
+
+    def pointer(name):
+        return f"/data/attributes/{name}"
+
+    if "preferences" in attributes:
+        if not isinstance(attributes["preferences"], dict):
+            errors.append(invalid_field(pointer("preferences"), "preferences must be a JSON object."))
+        else:
+            values["preferences"] = attributes["preferences"]
+    if "consent_given" in attributes:
+        if not isinstance(attributes["consent_given"], bool):
+            errors.append(invalid_field(pointer("consent_given"), "consent_given must be true or false."))
+        else:
+            values["consent_given_at"] = utcnow() if attributes["consent_given"] else None
+    for name in ("first_name", "last_name"):
+        if name in attributes:
+            value = attributes[name]
+            if value is not None and (not isinstance(value, str) or len(value) > 255):
+                errors.append(invalid_field(pointer(name), f"{name} must be a string of at most 255 characters."))
+            else:
+                person_values[name] = value
+    if "email" in attributes:
+        try:
+            if not isinstance(attributes["email"], str):
+                raise ValueError("email must be a string.")
+            values["email"] = normalise_email(attributes["email"])
+        except Exception as exc:  # ValidationError or ValueError: both are client mistakes
+            errors.append(invalid_field(pointer("email"), str(getattr(exc, "messages", [exc])[0])))
+        current = attributes.get("current_password")
+        if not isinstance(current, str) or not passwords.verify_password(account.password_hash, current):
+            errors.append(invalid_field(pointer("current_password"),
+                                        "Changing the email needs your current password.", code="invalid_credentials"))
+    elif "current_password" in attributes:
+        errors.append(invalid_field(pointer("current_password"), "current_password goes with email.",
+                                    code="invalid_value"))
+    if person_values and account.person_id is None and account.organization_id is None:
+        errors.append(invalid_field(pointer(next(iter(person_values))),
+                                    "This account has no person or organization to hold a name."))
+    if errors:
+        raise JsonApiErrors(errors)
+
+    state = WriteState(resource, ctx, values, {}, account)
+    resource.check_unique(state)
+    resource.update(state)
+    if person_values:
+        person = account.person
+        if person is None:
+            person = Person(organization_id=account.organization_id)
+            ctx.session.add(person)
+            account.person = person
+        for name, value in person_values.items():
+            setattr(person, name, value)
+    api.commit(ctx)
+    return api.render(resource, resource.get(ctx, account.id, spec), spec, ctx)
+
+
+def register(api):
+    bp = api.blueprint
+    bp.add_url_rule("/accounts/me", "accounts_me", lambda: show(api) if request.method == "GET" else update(api),
+                    methods=["GET", "PATCH"])

@@ -1,0 +1,107 @@
+"""organizational_units: a tree of units inside an organization.
+
+Each unit keeps two derived columns: `path`, the readable names from the root
+(`/sales/emea`), and `ancestry`, the ids from the root (`/3/17/`). Moving or renaming a
+unit rewrites both for the whole subtree with one UPDATE each, inside the same transaction.
+"""
+from marshmallow import validate
+from sqlalchemy import func, select, update
+
+from ..jsonapi import Filter, JsonApiErrors, Resource
+from ..jsonapi import filters as ft
+from ..jsonapi.schema import Int, JsonApiSchema, JsonObject, Rel, Str, Timestamp
+from ..models import OrganizationalUnit
+
+Unit = OrganizationalUnit
+
+
+class OrganizationalUnitSchema(JsonApiSchema):
+    class Meta:
+        type_ = "organizational_units"
+
+    organization_id = Int(required=True)
+    parent_id = Int(allow_none=True)
+    name = Str(required=True, min_length=1, max_length=255,
+               validate=validate.Regexp(r"^[^/]+$", error="May not contain '/'."))
+    path = Str(dump_only=True)
+    description = Str(allow_none=True, max_length=4096)
+    policies = JsonObject()
+    created_at = Timestamp(dump_only=True)
+    updated_at = Timestamp(dump_only=True)
+
+    organization = Rel("organizations", fk="organization_id")
+    parent = Rel("organizational_units", fk="parent_id")
+    children = Rel("organizational_units", many=True)
+    people = Rel("people", many=True, includable=False)
+
+
+def _root_only(op, values, ctx):
+    return Unit.parent_id.is_(None) if values[0] else Unit.parent_id.isnot(None)
+
+
+class OrganizationalUnits(Resource):
+    type = "organizational_units"
+    aliases = ("iam/organizational_units",)
+    model = OrganizationalUnit
+    schema = OrganizationalUnitSchema
+    extra_filters = (
+        Filter("root_only", ft.Boolean(), build=_root_only, operators=("eq",),
+               doc="true: only units without a parent; false: only units with one."),
+    )
+
+    def validate(self, state):
+        session, errors = state.ctx.session, []
+        if not state.creating and state.changed("organization_id"):
+            raise JsonApiErrors([state.error("organization_id", "A unit cannot move to another organization.",
+                                             code="read_only")])
+        parent_id = state.get("parent_id")
+        parent = session.get(Unit, parent_id) if parent_id is not None else None
+        if parent is not None:
+            if parent.organization_id != state.get("organization_id"):
+                errors.append(state.error("parent_id", "The parent unit belongs to another organization."))
+            elif state.obj is not None and (parent.id == state.obj.id
+                                            or parent.ancestry.startswith(state.obj.ancestry)):
+                errors.append(state.error("parent_id", "A unit cannot be moved below itself.", code="cycle"))
+        if errors:
+            raise JsonApiErrors(errors)
+        if state.changed("name") or state.changed("parent_id"):
+            new_path = (parent.path if parent else "") + "/" + state.get("name")
+            clash = session.scalar(select(Unit.id).where(
+                Unit.organization_id == state.get("organization_id"), Unit.path == new_path,
+                Unit.id != (state.obj.id if state.obj else -1)).limit(1))
+            if clash is not None:
+                from ..jsonapi.errors import conflict
+                raise conflict(f"A unit named {state.get('name')!r} already exists there.", code="not_unique",
+                               pointer=state.pointer("name"))
+        state.parent = parent
+
+    def create(self, state):
+        parent = state.parent
+        obj = Unit(**state.values)
+        obj.path = (parent.path if parent else "") + "/" + obj.name
+        obj.ancestry = parent.ancestry if parent else "/"
+        state.ctx.session.add(obj)
+        state.ctx.session.flush()  # the id is part of the ancestry
+        obj.ancestry = f"{obj.ancestry}{obj.id}/"
+        return obj
+
+    def update(self, state):
+        obj = state.obj
+        moved = state.changed("parent_id")
+        renamed = state.changed("name")
+        old_path, old_ancestry = obj.path, obj.ancestry
+        super().update(state)
+        if moved or renamed:
+            parent = state.parent
+            obj.path = (parent.path if parent else "") + "/" + obj.name
+            obj.ancestry = (parent.ancestry if parent else "/") + f"{obj.id}/"
+            # Rewrite the subtree: descendants are exactly the rows whose ancestry extends ours.
+            state.ctx.session.execute(
+                update(Unit)
+                .where(Unit.ancestry.startswith(old_ancestry), Unit.id != obj.id)
+                .values(path=obj.path + func.substr(Unit.path, len(old_path) + 1),
+                        ancestry=obj.ancestry + func.substr(Unit.ancestry, len(old_ancestry) + 1),
+                        version=Unit.version + 1, updated_at=state.ctx.now),
+                execution_options={"synchronize_session": False},
+            )
+        return obj
