@@ -156,7 +156,6 @@ class JsonApiSchema(_Schema):
     class Meta:
         type_ = "_abstract_"
         unknown = ma.RAISE
-        ordered = False
 
     def __init__(self, *args, base_url="", registry=None, sparse=None, include_paths=(), root=None,
                  **kwargs):

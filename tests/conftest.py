@@ -1,0 +1,122 @@
+"""Fixtures: every API test runs on SQLite and, when IAM_TEST_DATABASE_URL is set, PostgreSQL.
+
+Each database is brought to the current schema by the real migrations once per session;
+after every test all rows are deleted (real commits, so threads and live servers see the
+same data as the test). The PostgreSQL database named by IAM_TEST_DATABASE_URL is wiped:
+point it at a database that exists for tests only.
+"""
+import os
+
+import pytest
+from flask_migrate import upgrade
+from sqlalchemy import create_engine, event, text
+
+from iam import create_app
+from iam.extensions import db
+from tests.helpers import ApiClient, Factory
+
+PG_URL = os.environ.get("IAM_TEST_DATABASE_URL")
+DATABASES = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+def wipe_postgresql(url, schema="public"):
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session", params=DATABASES)
+def database_url(request, tmp_path_factory):
+    if request.param == "sqlite":
+        return "sqlite:///" + str(tmp_path_factory.mktemp("db") / "iam.db")
+    wipe_postgresql(PG_URL)
+    return PG_URL
+
+
+@pytest.fixture(scope="session")
+def app(database_url, tmp_path_factory):
+    app = create_app({
+        "TESTING": True,
+        "IAM_ENV": "test",
+        "IAM_DATABASE_URL": database_url,
+        "PROPAGATE_UNEXPECTED_ERRORS": False,
+    })
+    app.instance_path = str(tmp_path_factory.mktemp("instance"))
+    with app.app_context():
+        upgrade()
+    return app
+
+
+@pytest.fixture(autouse=True)
+def _clean_database(request):
+    """Delete every row after each test that used the database."""
+    yield
+    if "app" not in request.fixturenames:
+        return
+    app = request.getfixturevalue("app")
+    with app.app_context():
+        db.session.remove()
+        with db.engine.begin() as conn:
+            for table in reversed(db.metadata.sorted_tables):
+                conn.execute(table.delete())
+
+
+@pytest.fixture
+def dialect(app):
+    with app.app_context():
+        return db.engine.dialect.name
+
+
+@pytest.fixture
+def factory(app):
+    return Factory(app)
+
+
+@pytest.fixture
+def client(app):
+    return ApiClient(app.test_client())
+
+
+@pytest.fixture
+def admin_account(factory):
+    return factory.account(email="admin@example.com", roles=["admin"])
+
+
+@pytest.fixture
+def admin(app, factory, admin_account):
+    """An ApiClient logged in as a global admin."""
+    return ApiClient(app.test_client(), factory.token(admin_account))
+
+
+@pytest.fixture
+def user(app, factory):
+    """An ApiClient logged in as a plain account (no roles)."""
+    account = factory.account(email="plain@example.com")
+    api = ApiClient(app.test_client(), factory.token(account))
+    api.account = account
+    return api
+
+
+@pytest.fixture
+def count_queries(app):
+    """Context manager counting SQL statements sent to the database."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def counter():
+        statements = []
+
+        def listener(conn, cursor, statement, *args):
+            statements.append(statement)
+
+        with app.app_context():
+            engine = db.engine
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            yield statements
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+
+    return counter
