@@ -26,12 +26,15 @@ class _Parser(FlaskParser):
     def handle_error(self, error, req, schema, *, error_status_code, error_headers):
         wrapped = getattr(req, "_iam_wrapped", False)
         errors = []
-        for name, messages in error.messages.get("json", error.messages).items():
+        for name, messages in error.messages.get("auth_body", error.messages).items():
             pointer = f"/data/attributes/{name}" if wrapped else f"/{name}"
             detail = "; ".join(messages) if isinstance(messages, list) else str(messages)
+            code = "invalid_value"
             if detail == "Unknown field.":
-                detail = f"{name} is not accepted here."
-            errors.append(invalid_field(pointer, f"{name}: {detail}"))
+                detail, code = f"{name} is not accepted here.", "unknown_field"
+            elif detail == "Missing data for required field.":
+                detail, code = f"{name} is required.", "required"
+            errors.append(invalid_field(pointer, detail if code != "invalid_value" else f"{name}: {detail}", code=code))
         raise JsonApiErrors(errors)
 
 

@@ -285,6 +285,11 @@ class Resource:
         attributes = data.get("attributes", {})
         relationships = data.get("relationships", {})
         errors = []
+        for name in attributes:
+            if name in self.relationships or name in ("id", "type"):
+                errors.append(invalid_field(f"/data/attributes/{name}",
+                                            f"{name} is not an attribute; send it as data.{'relationships.' + name if name in self.relationships else name}.",
+                                            code="unknown_field"))
         for name in relationships:
             rel = self.relationships.get(name)
             if rel is None:

@@ -129,6 +129,11 @@ class Rel(_Relationship):
             root.included_data.setdefault(key, included)
         nested.included_data.clear()
 
+    def deserialize(self, value, attr=None, data=None, **kwargs):
+        if value is not ma.missing and (not isinstance(value, dict) or "data" not in value):
+            raise ValidationError("Must be a relationship object with a data member.")
+        return super().deserialize(value, attr, data, **kwargs)
+
     def _deserialize(self, value, attr, obj, **kwargs):
         if value is None:
             if self.many:

@@ -49,6 +49,7 @@ class Api:
         self.policy = policy or Policy()
         self.resources = {}
         self._aliases = {}
+        blueprint.after_request(_jsonapi_media_type)
 
     # ------------------------------------------------------------ registry
 
@@ -126,6 +127,13 @@ class Api:
         fresh = resource.get(ctx, obj.id, spec)
         headers = {"Location": f"{ctx.base_url}/{resource.type}/{obj.id}"} if status == 201 else None
         return self.render(resource, fresh, spec, ctx, status, headers)
+
+
+def _jsonapi_media_type(response):
+    """Every JSON answer of the blueprint, whichever view produced it, is a JSON:API document."""
+    if response.mimetype == "application/json":
+        response.mimetype = JSONAPI_MEDIA_TYPE
+    return response
 
 
 def _is_foreign_key_violation(exc):

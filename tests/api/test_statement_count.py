@@ -1,0 +1,56 @@
+"""A list request runs a fixed number of SQL statements, whatever the page size or includes."""
+import pytest
+
+from iam.extensions import db
+from iam.models import Account, AccountRole, Organization, Person
+from tests.helpers import assert_jsonapi
+
+INCLUDES = "roles,person,organization"
+# authentication (account + its roles) 2, the page 1, one per included path 3.
+EXPECTED_STATEMENTS = 6
+
+
+@pytest.fixture
+def thousand_accounts(app, admin_account):
+    """1000 accounts (plus the admin), each with a person, an organization and two roles."""
+    with app.app_context():
+        orgs = [Organization(name=f"Org {i}", slug=f"org-{i}") for i in range(10)]
+        db.session.add_all(orgs)
+        db.session.flush()
+        for i in range(1000):
+            org = orgs[i % 10]
+            person = Person(organization_id=org.id, first_name=f"P{i}", facets=[])
+            account = Account(email=f"bulk{i:04d}@example.com", organization_id=org.id, person=person,
+                              roles=[AccountRole(name="viewer", scopes={}, info={}),
+                                     AccountRole(name=f"r{i % 7}", scopes={"organization": [org.id]}, info={})])
+            db.session.add(account)
+        db.session.commit()
+
+
+@pytest.mark.parametrize("count", [False, True])
+def test_page_of_1000_with_includes_costs_what_a_page_of_1_costs(admin, thousand_accounts, count_queries, count):
+    params = {"included": INCLUDES, "count": str(count).lower()}
+    with count_queries() as one:
+        small = assert_jsonapi(admin.get("/accounts", {**params, "page[size]": "1"}), 200)
+    with count_queries() as thousand:
+        big = assert_jsonapi(admin.get("/accounts", {**params, "page[size]": "1000"}), 200)
+
+    assert len(small["data"]) == 1 and len(big["data"]) == 1000
+    # Everything asked for really was included. The page holds the admin (no person, no
+    # organization, one role) and 999 bulk accounts (a person and two roles each).
+    included_types = [item["type"] for item in big["included"]]
+    assert included_types.count("people") == 999
+    assert included_types.count("organizations") == 10
+    assert included_types.count("account_roles") == 1 + 2 * 999
+    expected = EXPECTED_STATEMENTS + (1 if count else 0)
+    assert len(one) == len(thousand) == expected, (one, thousand)
+    if count:
+        assert big["meta"]["count"] == 1001
+
+
+def test_nested_include_is_one_statement_per_path(admin, thousand_accounts, count_queries):
+    with count_queries() as statements:
+        body = assert_jsonapi(admin.get("/account_roles", {"page[size]": "1000", "included": "account.person"}), 200)
+    assert len(body["data"]) == 1000
+    # authentication 2, the page 1, account 1, account.person 1
+    assert len(statements) == 5, statements
