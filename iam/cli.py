@@ -4,6 +4,7 @@ import secrets
 
 import click
 from flask import current_app
+from flask.cli import AppGroup
 from sqlalchemy import func, select
 
 from .auth import passwords
@@ -13,7 +14,7 @@ from .extensions import db
 from .models import Account, ApiKey
 from .resources.common import digest
 
-iam = click.Group("iam", help="Administer the IAM server.")
+iam = AppGroup("iam", help="Administer the IAM server.")
 
 
 def _check_password(password):

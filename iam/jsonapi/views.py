@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from flask import g, jsonify, request
-from sqlalchemy import select
+from sqlalchemy import false, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import with_parent
 from sqlalchemy.orm.exc import StaleDataError
@@ -225,7 +225,11 @@ def _dispatch(views):
 
 
 def _related_select(api, resource, rel, ctx, obj):
+    """(target resource, predicate on the target's rows that are related to `obj`)."""
     target = api.resource(rel.type)
+    if rel.fk is not None:  # the key is on our row: no join, and a null key relates nothing
+        value = getattr(obj, rel.fk)
+        return target, (target.model.id == value) if value is not None else false()
     return target, with_parent(obj, getattr(resource.model, rel.attribute))
 
 
