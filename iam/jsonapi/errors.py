@@ -8,6 +8,8 @@ and answered with a bare 500, never the trace itself.
 import logging
 
 from flask import current_app, jsonify
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.exceptions import HTTPException
 
 from .media import JSONAPI_MEDIA_TYPE
@@ -134,6 +136,20 @@ def _handle_http_exception(error):
     return error_response([err], status, headers)
 
 
+def _handle_integrity_error(error):
+    """Safety net: a constraint the database enforced that no check caught first is a 409."""
+    log.info("constraint violation reached the error handler: %s", error.orig)
+    err = JsonApiError(409, "conflict", "Conflict",
+                       "The change conflicts with stored data (a unique value or a reference).")
+    return error_response([err], 409)
+
+
+def _handle_stale_data(error):
+    err = JsonApiError(412, "precondition_failed", "Precondition failed",
+                       "The resource was changed by someone else meanwhile; fetch it and retry.")
+    return error_response([err], 412)
+
+
 def _handle_unexpected(error):
     if isinstance(error, HTTPException):
         return _handle_http_exception(error)
@@ -150,4 +166,6 @@ def register_error_handlers(app):
     app.register_error_handler(JsonApiError, _handle_jsonapi_error)
     app.register_error_handler(JsonApiErrors, _handle_jsonapi_errors)
     app.register_error_handler(HTTPException, _handle_http_exception)
+    app.register_error_handler(IntegrityError, _handle_integrity_error)
+    app.register_error_handler(StaleDataError, _handle_stale_data)
     app.register_error_handler(Exception, _handle_unexpected)

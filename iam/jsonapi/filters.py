@@ -7,11 +7,11 @@ standard operators are built here) or a function that builds a custom predicate.
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, Callable
 
-from sqlalchemy import and_, func, not_, or_
+from sqlalchemy import func, not_, or_
 
 from . import jsonsql
 
@@ -281,8 +281,7 @@ class Filter:
 
     Either `column` (an SQL expression; the type's standard operators apply) or `build`,
     a function `(op, values, ctx) -> predicate` for filters that are not a plain column
-    (`search`, `role_name`, ...). `admin_only` filters exist only for callers the policy
-    says may use them; for others they answer like unknown filters.
+    (`search`, `role_name`, ...); such a function may also refuse the caller.
     """
 
     name: str
@@ -292,8 +291,6 @@ class Filter:
     operators: tuple | None = None
     nullable: bool = True
     doc: str = ""
-    admin_only: bool = False
-    extra: dict = field(default_factory=dict)
 
     @property
     def ops(self):

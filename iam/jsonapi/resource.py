@@ -19,7 +19,7 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.types import TypeDecorator
 
 from . import filters as f
-from .errors import JsonApiError, JsonApiErrors, bad_request, conflict, forbidden, invalid_field
+from .errors import JsonApiError, JsonApiErrors, bad_request, conflict, invalid_field
 from .schema import Rel
 
 # One query per include path even for a full page whose rows fan out (roles.account):
@@ -287,8 +287,9 @@ class Resource:
         errors = []
         for name in attributes:
             if name in self.relationships or name in ("id", "type"):
+                where = f"relationships.{name}" if name in self.relationships else name
                 errors.append(invalid_field(f"/data/attributes/{name}",
-                                            f"{name} is not an attribute; send it as data.{'relationships.' + name if name in self.relationships else name}.",
+                                            f"{name} is not an attribute; send it as data.{where}.",
                                             code="unknown_field"))
         for name in relationships:
             rel = self.relationships.get(name)
@@ -427,4 +428,4 @@ def _check_document(body):
     return data
 
 
-__all__ = ["Resource", "Relationship", "WriteState", "forbidden"]
+__all__ = ["Resource", "Relationship", "WriteState"]

@@ -7,14 +7,14 @@ application: the engine itself knows nothing about IAM.
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from flask import g, jsonify, request
+from flask import Response, g, jsonify, request
 from sqlalchemy import false, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import with_parent
 from sqlalchemy.orm.exc import StaleDataError
 
 from . import documents, query
-from .errors import JsonApiError, conflict, register_error_handlers  # noqa: F401 (re-export)
+from .errors import JsonApiError, conflict
 from .media import JSONAPI_MEDIA_TYPE, check_accept, read_json_body
 from .resource import WriteState
 
@@ -86,10 +86,17 @@ class Api:
         self.policy.authorize(ctx, resource, action, obj)
         return ctx
 
+    def flush(self, ctx, deleting=False):
+        """Flush pending changes; a constraint violation or lost race rolls back and answers."""
+        self._guarded(ctx.session.flush, ctx, deleting)
+
     def commit(self, ctx, deleting=False):
-        """Commit, turning constraint violations into 409 and lost races into 412."""
+        """Commit; a constraint violation becomes a 409 and a lost race a 412, with nothing written."""
+        self._guarded(ctx.session.commit, ctx, deleting)
+
+    def _guarded(self, action, ctx, deleting):
         try:
-            ctx.session.commit()
+            action()
         except IntegrityError as exc:
             ctx.session.rollback()
             if deleting or _is_foreign_key_violation(exc):
@@ -119,10 +126,6 @@ class Api:
         """Run a prepared write: checks, hook, commit, then answer with the fresh resource."""
         resource.prepare(state)
         obj = resource.create(state) if state.creating else resource.update(state)
-        try:
-            ctx.session.flush()
-        except (IntegrityError, StaleDataError):
-            self.commit(ctx)  # rolls back and raises the right error
         self.commit(ctx)
         fresh = resource.get(ctx, obj.id, spec)
         headers = {"Location": f"{ctx.base_url}/{resource.type}/{obj.id}"} if status == 201 else None
@@ -170,9 +173,7 @@ def _register_routes(api, resource):
         obj = resource.get(ctx, id, spec)
         etag = resource.etag(obj)
         if request.if_none_match and request.if_none_match.contains(etag.strip('"')):
-            response = api.respond({}, 304, {"ETag": etag})
-            response.set_data(b"")
-            return response
+            return Response(status=304, headers={"ETag": etag})
         return api.render(resource, obj, spec, ctx)
 
     def update_view(id):
@@ -194,10 +195,6 @@ def _register_routes(api, resource):
         api.policy.authorize(ctx, resource, "delete", obj)
         _check_if_match(resource, obj)
         resource.delete(ctx, obj)
-        try:
-            ctx.session.flush()
-        except IntegrityError:
-            api.commit(ctx, deleting=True)
         api.commit(ctx, deleting=True)
         return "", 204
 

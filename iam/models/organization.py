@@ -17,8 +17,10 @@ class Organization(Timestamped, db.Model):
     quota_limit = mapped_column(Integer, nullable=True)
     quota_usage = mapped_column(Integer, nullable=False, default=0)
 
-    accounts = relationship("Account", back_populates="organization", lazy="select")
-    organizational_units = relationship("OrganizationalUnit", back_populates="organization")
+    # passive_deletes="all": deleting a row never detaches its dependants behind the
+    # caller's back; the foreign keys refuse it instead (a 409), and nothing is changed.
+    accounts = relationship("Account", back_populates="organization", passive_deletes="all")
+    organizational_units = relationship("OrganizationalUnit", back_populates="organization", passive_deletes="all")
 
     @hybrid_property
     def quota_remaining(self):
@@ -60,5 +62,5 @@ class OrganizationalUnit(Timestamped, db.Model):
 
     organization = relationship("Organization", back_populates="organizational_units")
     parent = relationship("OrganizationalUnit", remote_side="OrganizationalUnit.id", back_populates="children")
-    children = relationship("OrganizationalUnit", back_populates="parent")
-    people = relationship("Person", back_populates="organizational_unit")
+    children = relationship("OrganizationalUnit", back_populates="parent", passive_deletes="all")
+    people = relationship("Person", back_populates="organizational_unit", passive_deletes="all")

@@ -25,4 +25,4 @@ class Person(Timestamped, db.Model):
 
     organization = relationship("Organization")
     organizational_unit = relationship("OrganizationalUnit", back_populates="people")
-    account = relationship("Account", back_populates="person", uselist=False)
+    account = relationship("Account", back_populates="person", uselist=False, passive_deletes="all")

@@ -1,6 +1,6 @@
 """account_roles: a named role granted to an account, with scopes and a validity window."""
 from marshmallow import ValidationError, validate
-from sqlalchemy import and_
+from sqlalchemy import or_
 
 from ..jsonapi import Filter, JsonApiErrors, Resource
 from ..jsonapi import filters as ft
@@ -54,7 +54,6 @@ class _ScopeValue(ft.FieldType):
 
 
 def _with_scopes(op, values, ctx):
-    from sqlalchemy import or_
     clauses = []
     for kind, id_ in values:
         if id_ is None:
@@ -89,5 +88,3 @@ class AccountRoles(Resource):
             raise JsonApiErrors([state.error("account_id", "A role cannot move to another account; "
                                              "delete it and grant a new one.", code="read_only")])
 
-
-__all__ = ["AccountRoles", "and_"]

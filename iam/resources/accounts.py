@@ -4,7 +4,7 @@ from marshmallow import ValidationError, validate
 from sqlalchemy import and_, func, or_, select
 
 from ..auth import passwords
-from ..jsonapi import Filter, JsonApiErrors, Resource
+from ..jsonapi import Filter, JsonApiError, JsonApiErrors, Resource
 from ..jsonapi import filters as ft
 from ..jsonapi.schema import Bool, Int, JsonApiSchema, JsonObject, Rel, Str, Timestamp
 from ..models import ACCOUNT_TYPES, AUTH_TYPES, Account, AccountRole, OrganizationalUnit, Person
@@ -68,6 +68,10 @@ def _role_name(op, values, ctx):
 
 
 def _password_reset_token(op, values, ctx):
+    """Only administrators may look accounts up by a raw reset token."""
+    if not ctx.principal.is_admin:
+        raise JsonApiError(403, "forbidden", "Forbidden", "Only administrators may filter by password_reset_token.",
+                           parameter="filter[password_reset_token]")
     return Account.password_reset_token_digest == digest(values[0])
 
 
@@ -84,8 +88,7 @@ class Accounts(Resource):
         Filter("role_name", ft.String(), build=_role_name, operators=("eq", "in"),
                doc="Accounts holding a role of this name that is valid now."),
         Filter("password_reset_token", ft.String(), build=_password_reset_token, operators=("eq",),
-               doc="Matches a raw password-reset token against its stored digest (admins only).",
-               admin_only=True),
+               doc="Matches a raw password-reset token against its stored digest (admins only)."),
         Filter("password_reset_token_expires_at", ft.DateTime(), column=Account.password_reset_token_expires_at),
         search_filter(
             [Account.email,

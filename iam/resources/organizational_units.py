@@ -8,6 +8,7 @@ from marshmallow import validate
 from sqlalchemy import func, select, update
 
 from ..jsonapi import Filter, JsonApiErrors, Resource
+from ..jsonapi.errors import conflict
 from ..jsonapi import filters as ft
 from ..jsonapi.schema import Int, JsonApiSchema, JsonObject, Rel, Str, Timestamp
 from ..models import OrganizationalUnit
@@ -70,7 +71,6 @@ class OrganizationalUnits(Resource):
                 Unit.organization_id == state.get("organization_id"), Unit.path == new_path,
                 Unit.id != (state.obj.id if state.obj else -1)).limit(1))
             if clash is not None:
-                from ..jsonapi.errors import conflict
                 raise conflict(f"A unit named {state.get('name')!r} already exists there.", code="not_unique",
                                pointer=state.pointer("name"))
         state.parent = parent
@@ -81,7 +81,7 @@ class OrganizationalUnits(Resource):
         obj.path = (parent.path if parent else "") + "/" + obj.name
         obj.ancestry = parent.ancestry if parent else "/"
         state.ctx.session.add(obj)
-        state.ctx.session.flush()  # the id is part of the ancestry
+        state.ctx.api.flush(state.ctx)  # the id is part of the ancestry
         obj.ancestry = f"{obj.ancestry}{obj.id}/"
         return obj
 
@@ -91,6 +91,7 @@ class OrganizationalUnits(Resource):
         renamed = state.changed("name")
         old_path, old_ancestry = obj.path, obj.ancestry
         super().update(state)
+        state.ctx.api.flush(state.ctx)
         if moved or renamed:
             parent = state.parent
             obj.path = (parent.path if parent else "") + "/" + obj.name

@@ -1,12 +1,12 @@
 """people: the humans behind accounts, placed in an organization and optionally a unit."""
-from sqlalchemy import or_, select
+from marshmallow import fields as ma_fields
+from sqlalchemy import select
 
 from ..jsonapi import JsonApiErrors, Resource
 from ..jsonapi import filters as ft
 from ..jsonapi.schema import Int, JsonApiSchema, Rel, Str, Timestamp
 from ..models import Account, OrganizationalUnit, Person
 from .common import related_column_filter, search_filter, through
-from marshmallow import fields as ma_fields
 
 
 class PersonSchema(JsonApiSchema):
@@ -70,5 +70,3 @@ class People(Resource):
         if errors:
             raise JsonApiErrors(errors)
 
-
-__all__ = ["People", "or_"]
