@@ -1,0 +1,52 @@
+"""The README's first example (log in, then GET /accounts/me) works as printed.
+
+The app is served on a real socket, the development admin is created the way `make run`
+creates it, and the README's shell block runs unchanged except for the port.
+"""
+import json
+import os
+import re
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def first_login_example():
+    blocks = re.findall(r"```sh\n(.*?)```", README.read_text(), re.S)
+    return next(block for block in blocks if "/accounts/me" in block and "auth/login" in block)
+
+
+@pytest.fixture
+def live_server(app):
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+def test_readme_login_example_prints_my_account(app, live_server, tmp_path):
+    app.config["IAM_ENV"] = "development"
+    try:
+        result = app.test_cli_runner().invoke(args=["iam", "dev-admin"])
+    finally:
+        app.config["IAM_ENV"] = "test"
+    assert result.exit_code == 0, result.output
+
+    workdir = tmp_path / "checkout"
+    workdir.mkdir()
+    os.symlink(app.instance_path, workdir / "instance")  # the example reads instance/dev-admin-password
+    assert Path(app.instance_path, "dev-admin-password").exists()
+    script = first_login_example().replace("http://127.0.0.1:5000", live_server)
+    run = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=workdir, capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    me = json.loads(run.stdout)
+    assert me["data"]["type"] == "accounts"
+    assert me["data"]["attributes"]["email"] == "admin@example.com"
