@@ -150,3 +150,14 @@ def error_of(response, status):
 
 def ids(body):
     return sorted(int(item["id"]) for item in body["data"])
+
+
+def run_dev_admin(app):
+    """Run `flask iam dev-admin` as `make run` does (it is for IAM_ENV=development only)."""
+    app.config["IAM_ENV"] = "development"
+    try:
+        result = app.test_cli_runner().invoke(args=["iam", "dev-admin"])
+    finally:
+        app.config["IAM_ENV"] = "test"
+    assert result.exit_code == 0, result.output
+    return result

@@ -7,7 +7,7 @@ from iam import config, create_app
 from iam.bootstrap import bootstrap_admin
 from iam.extensions import db
 from iam.models import Account, AccountRole, ApiKey
-from tests.helpers import ApiClient, assert_jsonapi
+from tests.helpers import ApiClient, assert_jsonapi, run_dev_admin
 
 
 def test_create_admin_command_makes_an_admin_who_can_log_in(app, client):
@@ -57,12 +57,7 @@ def test_bootstrap_admin_is_created_once(app, client):
 
 
 def test_dev_admin_prints_a_working_login(app, client):
-    app.config["IAM_ENV"] = "development"
-    try:
-        result = app.test_cli_runner().invoke(args=["iam", "dev-admin"])
-    finally:
-        app.config["IAM_ENV"] = "test"
-    assert result.exit_code == 0, result.output
+    result = run_dev_admin(app)
     with open(app.instance_path + "/dev-admin-password") as fh:
         password = fh.read().strip()
     assert password in result.output and "/accounts/me" in result.output

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
+from tests.helpers import run_dev_admin
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
@@ -32,12 +34,7 @@ def live_server(app):
 
 
 def test_readme_login_example_prints_my_account(app, live_server, tmp_path):
-    app.config["IAM_ENV"] = "development"
-    try:
-        result = app.test_cli_runner().invoke(args=["iam", "dev-admin"])
-    finally:
-        app.config["IAM_ENV"] = "test"
-    assert result.exit_code == 0, result.output
+    run_dev_admin(app)
 
     workdir = tmp_path / "checkout"
     workdir.mkdir()
