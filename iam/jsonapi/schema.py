@@ -77,6 +77,18 @@ class JsonObject(ma_fields.Dict):
     """A free JSON object."""
 
 
+def _merge_included(included, key, item):
+    """Add `item` to `included`; when two include paths reach one row, keep every linkage."""
+    existing = included.get(key)
+    if existing is None:
+        included[key] = item
+        return
+    for name, relationship in item.get("relationships", {}).items():
+        if "data" in relationship:
+            existing.setdefault("relationships", {}).setdefault(name, relationship).setdefault(
+                "data", relationship["data"])
+
+
 class Rel(_Relationship):
     """A relationship declaration (see module docstring)."""
 
@@ -121,12 +133,18 @@ class Rel(_Relationship):
         return result
 
     def _serialize_included(self, value):
+        # One dump per row per include path: a page of 1000 accounts in 10 organizations
+        # renders 10 organizations, not 1000 that de-duplication would throw away.
+        seen = self.__dict__.setdefault("_included_ids", set())
+        if value.id in seen:
+            return
+        seen.add(value.id)
         nested = self.schema
         item = nested.dump(value)["data"]
         root = self.parent.root_schema
-        root.included_data.setdefault((item["type"], item["id"]), item)
+        _merge_included(root.included_data, (item["type"], item["id"]), item)
         for key, included in nested.included_data.items():
-            root.included_data.setdefault(key, included)
+            _merge_included(root.included_data, key, included)
         nested.included_data.clear()
 
     def deserialize(self, value, attr=None, data=None, **kwargs):

@@ -428,3 +428,19 @@ def test_secrets_cannot_be_asked_for(admin, params):
     response = admin.get("/accounts", params)
     assert PASSWORD_HASH not in response.get_data(as_text=True)
     assert_jsonapi(response, 400)
+
+
+def test_row_reached_by_two_include_paths_keeps_the_deeper_linkage(admin, factory):
+    """A unit reached as account.person.organizational_unit and as organizational_unit.children
+    is rendered once, and its children linkage (asked for by one path only) is kept."""
+    org = factory.organization()
+    unit = factory.unit(org, "sales")
+    child = factory.unit(org, "emea", parent=unit)
+    person = factory.person(org, first_name="Ada", organizational_unit_id=unit.id)
+    factory.account(email="ada@example.com", person_id=person.id, organization_id=org.id)
+    body = get_ok(admin, f"/people/{person.id}",
+                  {"included": "account.person.organizational_unit,organizational_unit.children"})
+    units = [item for item in body["included"] if item["type"] == "organizational_units"]
+    assert sorted(u["id"] for u in units) == sorted([str(unit.id), str(child.id)])
+    rendered = next(u for u in units if u["id"] == str(unit.id))
+    assert rendered["relationships"]["children"]["data"] == [{"type": "organizational_units", "id": str(child.id)}]
