@@ -228,9 +228,10 @@ class Json(FieldType):
 
     def build(self, column, op, values, dialect, nullable=True):
         if op == "exists":
-            return column.isnot(None) if values[0] else column.is_(None)
+            return _json_missing(column, dialect, negate=values[0])
         if op == "eq":
-            return or_(*(jsonsql.equals(column, v, dialect) for v in values))
+            return or_(*(_json_missing(column, dialect) if v is None else jsonsql.equals(column, v, dialect)
+                         for v in values))
         jsonsql.validate_contains_value(values[0])
         return jsonsql.contains(column, values[0], dialect)
 
@@ -253,8 +254,14 @@ class Array(FieldType):
 
     def build(self, column, op, values, dialect, nullable=True):
         if op == "exists":
-            return column.isnot(None) if values[0] else column.is_(None)
+            return _json_missing(column, dialect, negate=values[0])
         return jsonsql.contains(column, list(values), dialect)
+
+
+def _json_missing(column, dialect, negate=False):
+    """No value in a JSON column: SQL NULL or the JSON value null (how JSON types store None)."""
+    missing = or_(column.is_(None), jsonsql.equals(column, None, dialect))
+    return not_(missing) if negate else missing
 
 
 def _no_constant(name):

@@ -1,5 +1,9 @@
 """JSON predicates with the same meaning on PostgreSQL (JSONB) and SQLite (JSON1).
 
+On SQLite, JSON equality compares text, so the application must store JSON the way
+`canonical_json` writes it: create the engine with `json_serializer=canonical_json`
+(iam/config.py does).
+
 Containment follows PostgreSQL's `@>` for the shapes filters accept: an object contains
 another when every key of the second holds an equal scalar, a contained object, or an
 array holding every listed scalar; an array contains every listed scalar.

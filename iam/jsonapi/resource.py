@@ -100,7 +100,11 @@ class WriteState:
 
 
 class Resource:
-    """Subclass and set the class attributes; the engine instantiates it once at registration."""
+    """Subclass and set the class attributes; the engine instantiates it once at registration.
+
+    The model needs an integer primary key `id` and an integer `version` used as SQLAlchemy's
+    `version_id_col`: it backs the ETag and makes concurrent updates fail cleanly (412).
+    """
 
     type: str = None
     aliases: tuple = ()

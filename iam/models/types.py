@@ -38,4 +38,5 @@ class UTCDateTime(TypeDecorator):
 
 
 # JSON documents: JSONB on PostgreSQL (containment operators, GIN indexes), JSON text elsewhere.
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+# None is stored as SQL NULL, not as the JSON value null.
+JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
