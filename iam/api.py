@@ -8,6 +8,8 @@ from .extensions import db
 from .jsonapi import Api
 from .resources import me
 from .resources.account_roles import AccountRoles
+from .resources.account_sessions import AccountSessions
+from .resources.api_keys import ApiKeys
 from .resources.accounts import Accounts
 from .resources.organizational_units import OrganizationalUnits
 from .resources.organizations import Organizations
@@ -18,8 +20,8 @@ PREFIX = "/api/v3/iam"
 blueprint = Blueprint("iam", __name__, url_prefix=PREFIX)
 api = Api(blueprint, db, authenticate=authenticate, policy=IamPolicy())
 
-for resource in (Accounts, People, Organizations, OrganizationalUnits, AccountRoles):
+for resource in (Accounts, People, Organizations, OrganizationalUnits, AccountRoles, AccountSessions, ApiKeys):
     api.register(resource)
 
 me.register(api)
-auth_views.register(blueprint)
+auth_views.register(api)

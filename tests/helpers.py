@@ -1,10 +1,11 @@
 """Helpers for tests: a JSON:API client, row factories and document assertions."""
 import json
+from datetime import timedelta
 
 from iam.auth import passwords
 from iam.auth.tokens import issue_access_token
 from iam.extensions import db
-from iam.models import Account, AccountRole, Organization, OrganizationalUnit, Person
+from iam.models import Account, AccountRole, AccountSession, Organization, OrganizationalUnit, Person, utcnow
 
 API = "/api/v3/iam"
 JSONAPI = "application/vnd.api+json"
@@ -117,9 +118,18 @@ class Factory:
         kw.setdefault("info", {})
         return self._save(AccountRole(account_id=account.id, name=name, **kw))
 
-    def token(self, account):
+    def session(self, account, **kw):
+        """A live session of this account (as a login opens); returns its id."""
+        now = utcnow()
+        kw.setdefault("expires_at", now + timedelta(days=1))
+        kw.setdefault("last_used_at", now)
+        return self._save(AccountSession(account_id=account.id, **kw)).id
+
+    def token(self, account, **session):
+        """An access token for a fresh session of this account."""
+        session_id = self.session(account, **session)
         with self.app.test_request_context():
-            return issue_access_token(account.id)[0]
+            return issue_access_token(account.id, session_id)[0]
 
 
 def assert_jsonapi(response, status=None):

@@ -12,7 +12,8 @@ from iam.extensions import db
 from tests.conftest import DATABASES, PG_URL, wipe_postgresql
 
 SCHEMA = "iam_migration_test"
-TABLES = {"organizations", "organizational_units", "people", "accounts", "account_roles", "api_keys"}
+TABLES = {"organizations", "organizational_units", "people", "accounts", "account_roles", "api_keys",
+          "account_sessions", "refresh_tokens", "audit_events"}
 
 
 @pytest.fixture(params=DATABASES)

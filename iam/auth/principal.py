@@ -1,24 +1,43 @@
-"""Who is calling: the account behind a bearer token, with the roles valid right now."""
+"""Who is calling: the account behind a bearer token, through its session, with the roles valid now.
+
+Every request re-reads the session, the account and (for API-key sessions) the key, so
+ending a session, disabling, expiring or deleting an account, or revoking a key takes
+effect on the very next request, however long the access token has left.
+"""
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from flask import g, request
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from ..extensions import db
 from ..jsonapi.errors import unauthenticated
-from ..models import Account, utcnow
+from ..models import Account, AccountSession, utcnow
 from .tokens import InvalidToken, decode_access_token
+
+# last_used_at is a hint for people reviewing their sessions, not an audit record:
+# refreshing it at most once a minute keeps reads from turning into writes.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
 @dataclass
 class Principal:
     account: Account
+    session: AccountSession = None
     roles: list = field(default_factory=list)   # AccountRole rows valid now
 
     @property
     def account_id(self):
         return self.account.id
+
+    @property
+    def session_id(self):
+        return self.session.id if self.session else None
+
+    @property
+    def read_only(self):
+        return bool(self.session and self.session.read_only)
 
     def has_role(self, name, scopes=None):
         return any(r.name == name and (scopes is None or r.scopes == scopes) for r in self.roles)
@@ -29,15 +48,22 @@ class Principal:
         return self.has_role("admin", {})
 
 
-def load_principal(account_id, now=None):
-    """The principal for an account that may authenticate now, else None."""
+def load_principal(account_id, session_id, now=None):
+    """The principal for a live session of an account that may authenticate now, else None."""
     now = now or utcnow()
-    account = db.session.scalars(
-        select(Account).where(Account.id == account_id).options(selectinload(Account.roles))
-    ).one_or_none()
-    if account is None or not account.is_active(now):
+    session = db.session.scalars(
+        select(AccountSession).where(AccountSession.id == session_id, AccountSession.account_id == account_id)
+        .options(joinedload(AccountSession.account).selectinload(Account.roles), joinedload(AccountSession.api_key))
+    ).unique().one_or_none()
+    if session is None or not session.is_active(now) or not session.account.is_active(now):
         return None
-    return Principal(account, [r for r in account.roles if r.is_valid(now)])
+    if session.api_key is not None and not session.api_key.is_usable(now):
+        return None
+    if session.last_used_at is None or now - session.last_used_at > LAST_USED_RESOLUTION:
+        session.last_used_at = now
+        db.session.commit()
+    account = session.account
+    return Principal(account, session, [r for r in account.roles if r.is_valid(now)])
 
 
 def authenticate():
@@ -52,7 +78,7 @@ def authenticate():
         claims = decode_access_token(token.strip())
     except InvalidToken:
         raise unauthenticated("The access token is invalid or has expired.") from None
-    principal = load_principal(int(claims["sub"]))
+    principal = load_principal(int(claims["sub"]), int(claims["sid"]))
     if principal is None:
         raise unauthenticated("The access token is invalid or has expired.")
     g.principal = principal

@@ -21,15 +21,16 @@ class InvalidToken(Exception):
     pass
 
 
-def issue_access_token(account_id, now=None, extra=None):
-    """(token, expires_at) for this account."""
+def issue_access_token(account_id, session_id, now=None, not_after=None):
+    """(token, expires_at) for this account's session; never outlives `not_after`."""
     now = now or datetime.now(timezone.utc)
     expires_at = now + timedelta(seconds=current_app.config["IAM_ACCESS_TOKEN_TTL"])
+    if not_after is not None:
+        expires_at = min(expires_at, not_after)
     claims = {
-        "sub": str(account_id), "iat": int(now.timestamp()), "exp": int(expires_at.timestamp()),
-        "jti": uuid.uuid4().hex, "typ": ACCESS, "iss": ISSUER,
+        "sub": str(account_id), "sid": str(session_id), "iat": int(now.timestamp()),
+        "exp": int(expires_at.timestamp()), "jti": uuid.uuid4().hex, "typ": ACCESS, "iss": ISSUER,
     }
-    claims.update(extra or {})
     token = jwt.encode(claims, current_app.config["IAM_SECRET_KEY"], algorithm=ALGORITHM)
     return token, datetime.fromtimestamp(claims["exp"], timezone.utc)
 
@@ -39,15 +40,16 @@ def decode_access_token(token):
     try:
         claims = jwt.decode(
             token, current_app.config["IAM_SECRET_KEY"], algorithms=[ALGORITHM], issuer=ISSUER,
-            options={"require": ["exp", "iat", "sub", "jti", "typ", "iss"]},
+            options={"require": ["exp", "iat", "sub", "sid", "jti", "typ", "iss"]},
         )
     except jwt.PyJWTError as exc:
         raise InvalidToken(str(exc)) from None
     if claims.get("typ") != ACCESS:
         raise InvalidToken("not an access token")
-    sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub.isdigit() or int(sub) >= 2 ** 31:
-        raise InvalidToken("bad subject")
+    for claim in ("sub", "sid"):
+        value = claims.get(claim)
+        if not isinstance(value, str) or not value.isdigit() or int(value) >= 2 ** 31:
+            raise InvalidToken(f"bad {claim}")
     return claims
 
 

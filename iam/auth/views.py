@@ -1,20 +1,24 @@
-"""Login endpoints: `POST /auth/login` (email + password) and `POST /auth/api/login` (API key).
+"""Login endpoints: password and API-key logins, refresh and logout.
 
 Every way a login can fail (unknown email, wrong password, disabled, expired, wrong auth
 type, unknown or revoked key) answers the same 401, and an unknown email still costs one
 password hash, so neither the body nor the time tells which it was.
 """
-from flask import request
-from marshmallow import Schema, fields
+from flask import current_app, request
+from marshmallow import Schema, fields, validate
 from sqlalchemy import func, select
 from webargs.flaskparser import FlaskParser
 
+from .. import audit
 from ..extensions import db
+from ..jsonapi import documents
+from ..jsonapi.query import QuerySpec
 from ..jsonapi.errors import JsonApiError, JsonApiErrors, invalid_field
 from ..jsonapi.media import check_accept, read_json_body
 from ..models import Account, ApiKey, utcnow
 from ..resources.common import digest
-from . import passwords
+from . import passwords, sessions
+from .principal import authenticate
 from .tokens import issue_access_token
 
 
@@ -61,13 +65,17 @@ def parse_auth_body(schema):
 
 
 class LoginSchema(Schema):
-    email = fields.String(required=True, validate=lambda s: 0 < len(s) <= 320)
-    password = fields.String(required=True, validate=lambda s: 0 < len(s) <= 4096)
+    email = fields.String(required=True, validate=validate.Length(min=1, max=320))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=4096))
 
 
 class ApiLoginSchema(Schema):
-    key = fields.String(validate=lambda s: 0 < len(s) <= 256)
-    api_key = fields.String(validate=lambda s: 0 < len(s) <= 256)
+    key = fields.String(validate=validate.Length(min=1, max=256))
+    api_key = fields.String(validate=validate.Length(min=1, max=256))
+
+
+class RefreshSchema(Schema):
+    refresh_token = fields.String(required=True, validate=validate.Length(min=1, max=256))
 
 
 def login_failed():
@@ -76,41 +84,55 @@ def login_failed():
                         headers={"WWW-Authenticate": 'Bearer realm="iam"'})
 
 
-def token_document(account, now):
-    token, expires_at = issue_access_token(account.id, now)
-    return {
-        "data": None,
-        "meta": {
-            "token": token,
-            "token_type": "Bearer",
-            "expires_at": expires_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "account_id": str(account.id),
-        },
-        "jsonapi": {"version": "1.1"},
+def _session_document(api, session, now, refresh_token=None):
+    """Like a login: `data` the session resource, the tokens in `meta`."""
+    token, expires_at = issue_access_token(session.account_id, session.id, now, not_after=session.expires_at)
+    ctx = api.context(principal=None, authenticate=False)
+    resource = api.resource("account_sessions")
+    document = documents.single_document(resource, session, QuerySpec(), ctx)
+    document["meta"] = {
+        "token": token,
+        "token_type": "Bearer",
+        "expires_at": expires_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "account_id": str(session.account_id),
     }
+    if refresh_token is not None:
+        document["meta"]["refresh_token"] = refresh_token
+        document["meta"]["refresh_expires_at"] = session.expires_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return document
 
 
-def login():
+def _find_account(email):
+    return db.session.scalars(
+        select(Account).where(func.lower(Account.email) == email.strip().lower())).one_or_none()
+
+
+def login(api):
     check_accept()
     args = parse_auth_body(LoginSchema())
     now = utcnow()
-    account = db.session.scalars(
-        select(Account).where(func.lower(Account.email) == args["email"].strip().lower())
-    ).one_or_none()
+    account = _find_account(args["email"])
     if account is None:
         passwords.burn_time(args["password"])
         raise login_failed()
     ok = passwords.verify_password(account.password_hash, args["password"])
     if not ok or account.auth_type != "password" or not account.is_active(now):
+        audit.record("login_failed", actor_id=account.id, resource_type="accounts", resource_id=account.id,
+                     organization_id=account.organization_id)
+        db.session.commit()
         raise login_failed()
     if passwords.needs_rehash(account.password_hash):
         account.password_hash = passwords.hash_password(args["password"])
     account.last_login_at = now
+    session = sessions.open_session(account, now)
+    refresh_token = sessions.new_refresh_token(session)
+    audit.record("login", actor_id=account.id, resource_type="account_sessions", resource_id=session.id,
+                 organization_id=account.organization_id)
     db.session.commit()
-    return token_document(account, now)
+    return _session_document(api, session, now, refresh_token)
 
 
-def api_login():
+def api_login(api):
     check_accept()
     args = parse_auth_body(ApiLoginSchema())
     raw = args.get("key") or args.get("api_key")
@@ -121,10 +143,45 @@ def api_login():
     if key is None or not key.is_usable(now) or not key.account.is_active(now):
         raise login_failed()
     key.last_used_at = now
+    # A key login is a short session of its own: it lasts as long as its access token.
+    lifetime = current_app.config["IAM_ACCESS_TOKEN_TTL"]
+    if key.expires_at is not None:
+        lifetime = max(1, min(lifetime, int((key.expires_at - now).total_seconds())))
+    session = sessions.open_session(key.account, now, api_key=key, lifetime=lifetime,
+                                    read_only=bool(key.scopes.get("read_only")))
+    audit.record("login", actor_id=key.account_id, resource_type="api_keys", resource_id=key.id,
+                 organization_id=key.account.organization_id)
     db.session.commit()
-    return token_document(key.account, now)
+    return _session_document(api, session, now)
 
 
-def register(blueprint):
-    blueprint.add_url_rule("/auth/login", "auth_login", login, methods=["POST"])
-    blueprint.add_url_rule("/auth/api/login", "auth_api_login", api_login, methods=["POST"])
+def refresh(api):
+    check_accept()
+    args = parse_auth_body(RefreshSchema())
+    now = utcnow()
+    try:
+        session, refresh_token = sessions.rotate(args["refresh_token"], now)
+    except sessions.RefreshRefused:
+        raise JsonApiError(401, "invalid_token", "Unauthenticated",
+                           "The refresh token is invalid, used or expired; log in again.") from None
+    db.session.commit()
+    return _session_document(api, session, now, refresh_token)
+
+
+def logout(api):
+    check_accept()
+    principal = authenticate()
+    now = utcnow()
+    sessions.end(principal.session, now)
+    audit.record("logout", actor_id=principal.account_id, resource_type="account_sessions",
+                 resource_id=principal.session_id, organization_id=principal.account.organization_id)
+    db.session.commit()
+    return "", 204
+
+
+def register(api):
+    bp = api.blueprint
+    bp.add_url_rule("/auth/login", "auth_login", lambda: login(api), methods=["POST"])
+    bp.add_url_rule("/auth/api/login", "auth_api_login", lambda: api_login(api), methods=["POST"])
+    bp.add_url_rule("/auth/refresh", "auth_refresh", lambda: refresh(api), methods=["POST"])
+    bp.add_url_rule("/auth/logout", "auth_logout", lambda: logout(api), methods=["POST"])

@@ -76,6 +76,7 @@ class WriteState:
         self.values = values
         self.pointers = pointers
         self.obj = obj
+        self.meta = {}  # added to the response document's meta (e.g. a secret shown once)
 
     @property
     def creating(self):

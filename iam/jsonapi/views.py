@@ -116,8 +116,10 @@ class Api:
             response.headers[name] = value
         return response
 
-    def render(self, resource, obj, spec, ctx, status=200, headers=None):
+    def render(self, resource, obj, spec, ctx, status=200, headers=None, meta=None):
         document = documents.single_document(resource, obj, spec, ctx)
+        if meta:
+            document["meta"] = {**document.get("meta", {}), **meta}
         headers = dict(headers or {})
         headers["ETag"] = resource.etag(obj)
         return self.respond(document, status, headers)
@@ -129,7 +131,7 @@ class Api:
         self.commit(ctx)
         fresh = resource.get(ctx, obj.id, spec)
         headers = {"Location": f"{ctx.base_url}/{resource.type}/{obj.id}"} if status == 201 else None
-        return self.render(resource, fresh, spec, ctx, status, headers)
+        return self.render(resource, fresh, spec, ctx, status, headers, meta=state.meta)
 
 
 def _jsonapi_media_type(response):

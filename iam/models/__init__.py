@@ -2,9 +2,11 @@
 from .account import ACCOUNT_TYPES, AUTH_TYPES, Account, AccountRole, ApiKey
 from .organization import Organization, OrganizationalUnit
 from .person import Person
+from .session import SESSION_STATUSES, AccountSession, AuditEvent, RefreshToken
 from .types import utcnow
 
 __all__ = [
     "ACCOUNT_TYPES", "AUTH_TYPES", "Account", "AccountRole", "ApiKey",
     "Organization", "OrganizationalUnit", "Person", "utcnow",
+    "SESSION_STATUSES", "AccountSession", "AuditEvent", "RefreshToken",
 ]

@@ -1,5 +1,6 @@
 """Accounts, the roles granted to them and their API keys."""
-from sqlalchemy import Boolean, ForeignKey, Index, String, and_, func, or_
+from sqlalchemy import Boolean, ForeignKey, Index, String, and_, case, func, or_
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import mapped_column, relationship
 
 from ..extensions import db
@@ -34,6 +35,8 @@ class Account(Timestamped, db.Model):
         order_by="AccountRole.id",
     )
     api_keys = relationship("ApiKey", back_populates="account", cascade="all, delete-orphan", passive_deletes=True)
+    sessions = relationship("AccountSession", back_populates="account", cascade="all, delete-orphan",
+                            passive_deletes=True)
 
     def is_active(self, now=None):
         now = now or utcnow()
@@ -88,3 +91,16 @@ class ApiKey(Timestamped, db.Model):
 
     def is_usable(self, now):
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+    @hybrid_property
+    def status(self):
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if self.expires_at is not None and self.expires_at <= utcnow() else "active"
+
+    @status.inplace.expression
+    @classmethod
+    def _status_expression(cls):
+        return case((cls.revoked_at.isnot(None), "revoked"),
+                    (and_(cls.expires_at.isnot(None), cls.expires_at <= func.current_timestamp()), "expired"),
+                    else_="active")

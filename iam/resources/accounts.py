@@ -48,6 +48,8 @@ class AccountSchema(JsonApiSchema):
     roles = Rel("account_roles", many=True)
     person = Rel("people", fk="person_id")
     organization = Rel("organizations", fk="organization_id")
+    sessions = Rel("account_sessions", many=True, includable=False)
+    api_keys = Rel("api_keys", many=True, includable=False)
 
 
 def _ou_accounts(op, values, ctx):

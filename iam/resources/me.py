@@ -50,6 +50,8 @@ def _attributes(body, account_id, api):
 
 def update(api):
     ctx, resource = _me(api)
+    if ctx.principal.read_only:
+        raise forbidden("This API key is read-only.")
     spec = query.parse(request.args, resource, api, collection=False)
     attributes = _attributes(read_json_body(), ctx.principal.account_id, api)
     account = resource.get(ctx, ctx.principal.account_id, for_update=True)

@@ -82,7 +82,7 @@ def test_malformed_json_body_is_400_with_pointer(admin):
 
 def expired_token(app, account):
     with app.test_request_context():
-        return issue_access_token(account.id, now=datetime.now(timezone.utc) - timedelta(days=1))[0]
+        return issue_access_token(account.id, 1, now=datetime.now(timezone.utc) - timedelta(days=1))[0]
 
 
 @pytest.mark.parametrize("token", [None, "garbage", "expired"])

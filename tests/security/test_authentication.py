@@ -107,9 +107,11 @@ def test_login_rehashes_a_password_stored_with_old_parameters(app, client, facto
         assert db.session.get(Account, account.id).password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
 
 
-def _claims(account_id, **overrides):
+def _claims(ids, **overrides):
+    account_id, session_id = ids
     now = int(time.time())
-    claims = {"sub": str(account_id), "iat": now, "exp": now + 600, "jti": "x", "typ": "access", "iss": "iam"}
+    claims = {"sub": str(account_id), "sid": str(session_id), "iat": now, "exp": now + 600, "jti": "x",
+              "typ": "access", "iss": "iam"}
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
 
@@ -126,18 +128,21 @@ def _claims(account_id, **overrides):
     pytest.param(lambda aid: jwt.encode(_claims(aid, jti=None), DEV_SECRET_KEY, "HS256"), id="no jti"),
     pytest.param(lambda aid: jwt.encode(_claims(aid, typ="refresh"), DEV_SECRET_KEY, "HS256"), id="refresh type"),
     pytest.param(lambda aid: jwt.encode(_claims(aid, sub="abc"), DEV_SECRET_KEY, "HS256"), id="bad subject"),
-    pytest.param(lambda aid: jwt.encode(_claims(aid, sub=str(aid + 1000)), DEV_SECRET_KEY, "HS256"),
+    pytest.param(lambda aid: jwt.encode(_claims(aid, sub=str(aid[0] + 1000)), DEV_SECRET_KEY, "HS256"),
                  id="unknown account"),
+    pytest.param(lambda aid: jwt.encode(_claims(aid, sid=None), DEV_SECRET_KEY, "HS256"), id="no session"),
+    pytest.param(lambda aid: jwt.encode(_claims(aid, sid=str(aid[1] + 1000)), DEV_SECRET_KEY, "HS256"),
+                 id="unknown session"),
 ])
-def test_forged_or_stale_tokens_get_401(app, client, admin_account, make_token):
-    client.token = make_token(admin_account.id)
+def test_forged_or_stale_tokens_get_401(app, client, factory, admin_account, make_token):
+    client.token = make_token((admin_account.id, factory.session(admin_account)))
     error = error_of(client.get("/accounts/me"), 401)
     assert error["code"] == "unauthenticated"
 
 
-def test_a_correctly_signed_token_of_our_own_shape_is_accepted(client, admin_account):
+def test_a_correctly_signed_token_of_our_own_shape_is_accepted(client, factory, admin_account):
     """The forged-token cases above fail for their one defect, not for the shape of the test token."""
-    client.token = jwt.encode(_claims(admin_account.id), DEV_SECRET_KEY, "HS256")
+    client.token = jwt.encode(_claims((admin_account.id, factory.session(admin_account))), DEV_SECRET_KEY, "HS256")
     assert_jsonapi(client.get("/accounts/me"), 200)
 
 

@@ -1,0 +1,31 @@
+"""The audit trail: one append-only row per security-relevant event."""
+from flask import has_request_context, request
+
+from .extensions import db
+from .models import AuditEvent
+
+# Never written into an event, whatever the change contained.
+SECRET_KEYS = frozenset({
+    "password", "current_password", "new_password", "password_hash", "password_reset_token",
+    "password_reset_token_digest", "token", "refresh_token", "token_digest", "key", "api_key", "key_digest",
+})
+REDACTED = "[redacted]"
+
+
+def redact(value):
+    if isinstance(value, dict):
+        return {k: (REDACTED if k in SECRET_KEYS else redact(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def record(action, *, actor_id=None, resource_type=None, resource_id=None, organization_id=None, changes=None):
+    """Add an event to the current transaction (the caller commits it with its change)."""
+    event = AuditEvent(
+        actor_account_id=actor_id, action=action, resource_type=resource_type,
+        resource_id=None if resource_id is None else str(resource_id), organization_id=organization_id,
+        changes=redact(changes or {}), ip=request.remote_addr if has_request_context() else None,
+    )
+    db.session.add(event)
+    return event

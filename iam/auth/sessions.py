@@ -1,0 +1,79 @@
+"""Sessions: a login opens one; access tokens name it; refresh tokens rotate inside it.
+
+A refresh token is 256 random bits shown once and stored as its SHA-256 digest. Using it
+marks it used (one UPDATE ... WHERE used_at IS NULL, so two parallel uses cannot both win)
+and issues a new pair. Presenting a used token means it leaked: the whole session ends and
+a `token_reuse` event is written.
+"""
+import secrets
+from datetime import timedelta
+
+from flask import current_app, request
+from sqlalchemy import select, update
+from sqlalchemy.orm import joinedload
+
+from .. import audit
+from ..extensions import db
+from ..models import AccountSession, RefreshToken
+from ..resources.common import digest
+
+
+def open_session(account, now, api_key=None, read_only=False, lifetime=None):
+    lifetime = lifetime or current_app.config["IAM_REFRESH_TOKEN_TTL"]
+    session = AccountSession(
+        account_id=account.id, api_key_id=api_key.id if api_key else None,
+        ip=request.remote_addr, user_agent=(request.user_agent.string or None) and request.user_agent.string[:512],
+        expires_at=now + timedelta(seconds=lifetime), last_used_at=now, read_only=read_only,
+    )
+    db.session.add(session)
+    db.session.flush()
+    return session
+
+
+def new_refresh_token(session):
+    raw = secrets.token_urlsafe(32)
+    db.session.add(RefreshToken(session_id=session.id, token_digest=digest(raw)))
+    return raw
+
+
+class RefreshRefused(Exception):
+    """The refresh token is unknown, used, or its session cannot continue."""
+
+
+def rotate(raw, now):
+    """(session, new raw refresh token) for a valid unused token; RefreshRefused otherwise."""
+    token = db.session.scalars(
+        select(RefreshToken).where(RefreshToken.token_digest == digest(raw))
+        .options(joinedload(RefreshToken.session).joinedload(AccountSession.account))
+    ).one_or_none()
+    if token is None:
+        raise RefreshRefused()
+    session = token.session
+    claimed = db.session.execute(
+        update(RefreshToken).where(RefreshToken.id == token.id, RefreshToken.used_at.is_(None))
+        .values(used_at=now)
+    ).rowcount
+    if not claimed:
+        end(session, now)
+        audit.record("token_reuse", actor_id=session.account_id, resource_type="account_sessions",
+                     resource_id=session.id, organization_id=session.account.organization_id)
+        db.session.commit()
+        raise RefreshRefused()
+    if not session.is_active(now) or not session.account.is_active(now):
+        db.session.rollback()
+        raise RefreshRefused()
+    return session, new_refresh_token(session)
+
+
+def end(session, now):
+    if session.revoked_at is None:
+        session.revoked_at = now
+
+
+def end_all(account_id, now, keep=None):
+    """End every session of an account (but `keep`), e.g. after a password change."""
+    stmt = update(AccountSession).where(AccountSession.account_id == account_id,
+                                        AccountSession.revoked_at.is_(None))
+    if keep is not None:
+        stmt = stmt.where(AccountSession.id != keep)
+    db.session.execute(stmt.values(revoked_at=now, version=AccountSession.version + 1))

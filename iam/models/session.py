@@ -1,0 +1,72 @@
+"""Login sessions, their single-use refresh tokens, and the audit trail."""
+from sqlalchemy import Boolean, ForeignKey, Integer, String, case, func
+from sqlalchemy.ext.hybrid import hybrid_property
+from sqlalchemy.orm import mapped_column, relationship
+
+from ..extensions import db
+from .base import Timestamped
+from .types import JSONType, UTCDateTime, utcnow
+
+SESSION_STATUSES = ("active", "revoked", "expired")
+
+
+class AccountSession(Timestamped, db.Model):
+    """One per login. Access tokens name their session (`sid`) and die with it."""
+
+    __tablename__ = "account_sessions"
+
+    account_id = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True)
+    api_key_id = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), nullable=True, index=True)
+    user_agent = mapped_column(String(512), nullable=True)
+    ip = mapped_column(String(64), nullable=True)
+    last_used_at = mapped_column(UTCDateTime, nullable=True)
+    expires_at = mapped_column(UTCDateTime, nullable=False)
+    revoked_at = mapped_column(UTCDateTime, nullable=True)
+    read_only = mapped_column(Boolean, nullable=False, default=False)
+
+    account = relationship("Account", back_populates="sessions")
+    api_key = relationship("ApiKey")
+
+    def is_active(self, now=None):
+        now = now or utcnow()
+        return self.revoked_at is None and self.expires_at > now
+
+    @hybrid_property
+    def status(self):
+        if self.revoked_at is not None:
+            return "revoked"
+        return "active" if self.expires_at > utcnow() else "expired"
+
+    @status.inplace.expression
+    @classmethod
+    def _status_expression(cls):
+        return case((cls.revoked_at.isnot(None), "revoked"),
+                    (cls.expires_at <= func.current_timestamp(), "expired"), else_="active")
+
+
+class RefreshToken(db.Model):
+    """A refresh token, stored as its SHA-256 digest; each works once (`used_at`)."""
+
+    __tablename__ = "refresh_tokens"
+
+    id = mapped_column(Integer, primary_key=True)
+    session_id = mapped_column(ForeignKey("account_sessions.id", ondelete="CASCADE"), nullable=False, index=True)
+    token_digest = mapped_column(String(64), nullable=False, unique=True)
+    created_at = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    used_at = mapped_column(UTCDateTime, nullable=True)
+
+    session = relationship("AccountSession")
+
+
+class AuditEvent(Timestamped, db.Model):
+    """Append-only record of who did what. No foreign keys: events outlive what they describe."""
+
+    __tablename__ = "audit_events"
+
+    actor_account_id = mapped_column(Integer, nullable=True, index=True)
+    action = mapped_column(String(64), nullable=False, index=True)
+    resource_type = mapped_column(String(64), nullable=True, index=True)
+    resource_id = mapped_column(String(64), nullable=True)
+    organization_id = mapped_column(Integer, nullable=True, index=True)
+    changes = mapped_column(JSONType, nullable=False, default=dict)
+    ip = mapped_column(String(64), nullable=True)

@@ -1,0 +1,92 @@
+"""api_keys: long-lived credentials for scripts; the raw key is shown once, only its digest is kept."""
+from flask import request
+from marshmallow import ValidationError
+
+from .. import audit
+from ..auth.tokens import new_api_key
+from ..jsonapi import JsonApiErrors, Resource, query
+from ..jsonapi import filters as ft
+from ..jsonapi.errors import forbidden
+from ..jsonapi.schema import Int, JsonApiSchema, JsonObject, Rel, Str, Timestamp
+from ..models import ApiKey
+from .common import digest
+
+STATUSES = ("active", "revoked", "expired")
+
+
+def validate_key_scopes(value):
+    """`{}` (everything the account may do) or `{"read_only": true}`."""
+    if set(value) - {"read_only"} or not isinstance(value.get("read_only", False), bool):
+        raise ValidationError('Scopes are {} or {"read_only": true}.')
+
+
+class ApiKeySchema(JsonApiSchema):
+    class Meta:
+        type_ = "api_keys"
+
+    name = Str(required=True, min_length=1, max_length=255)
+    account_id = Int()
+    prefix = Str(dump_only=True)
+    scopes = JsonObject(validate=validate_key_scopes)
+    expires_at = Timestamp(allow_none=True)
+    status = Str(dump_only=True)
+    revoked_at = Timestamp(dump_only=True)
+    last_used_at = Timestamp(dump_only=True)
+    created_at = Timestamp(dump_only=True)
+    updated_at = Timestamp(dump_only=True)
+
+    account = Rel("accounts", fk="account_id", writable=False)
+
+
+class ApiKeys(Resource):
+    type = "api_keys"
+    model = ApiKey
+    schema = ApiKeySchema
+    actions = ("list", "show", "create", "update", "delete")
+    attribute_types = {"status": ft.Enum(STATUSES)}
+    sort_expressions = {"status": ApiKey.status}
+
+    def validate(self, state):
+        errors, principal = [], state.ctx.principal
+        if state.creating:
+            state.values.setdefault("account_id", principal.account_id)
+            state.values.setdefault("scopes", {})
+            if state.values["account_id"] != principal.account_id and not principal.is_admin:
+                raise forbidden("Only administrators may create keys for other accounts.",
+                                pointer=state.pointer("account_id"))
+            expires_at = state.values.get("expires_at")
+            if expires_at is not None and expires_at <= state.ctx.now:
+                errors.append(state.error("expires_at", "expires_at must be in the future."))
+        else:
+            for attr in state.values:
+                if attr != "name" and state.changed(attr):
+                    errors.append(state.error(attr, f"{attr} cannot change; create a new key instead.",
+                                              code="read_only"))
+        if errors:
+            raise JsonApiErrors(errors)
+
+    def create(self, state):
+        raw = new_api_key()
+        obj = super().create(state)
+        obj.prefix = raw[:8]
+        obj.key_digest = digest(raw)
+        state.meta["key"] = raw  # shown once, in this response only
+        return obj
+
+    def delete(self, ctx, obj):
+        """Revoking keeps the row (status `revoked`) so the owner can see what was revoked."""
+        if obj.revoked_at is None:
+            obj.revoked_at = ctx.now
+        audit.record("revoke", actor_id=ctx.principal.account_id, resource_type=self.type, resource_id=obj.id)
+
+    def register_routes(self, api):
+        def revoke(id):
+            ctx = api.begin(self, "delete")
+            spec = query.parse(request.args, self, api, collection=False)
+            obj = self.get(ctx, id, for_update=True)
+            api.policy.authorize(ctx, self, "delete", obj)
+            self.delete(ctx, obj)
+            api.commit(ctx)
+            return api.render(self, self.get(ctx, id, spec), spec, ctx)
+
+        api.blueprint.add_url_rule("/api_keys/<int:id>/revoke", "api_keys_revoke", revoke, methods=["POST"])
