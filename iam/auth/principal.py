@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from flask import g, request
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload
 
 from ..extensions import db
 from ..jsonapi.errors import unauthenticated
