@@ -1,6 +1,7 @@
 """The /api/v3/iam blueprint: every resource and endpoint of the contract, registered once."""
 from flask import Blueprint
 
+from . import audit
 from .auth import views as auth_views
 from .auth.policy import IamPolicy
 from .auth.principal import authenticate
@@ -10,6 +11,7 @@ from .resources import me
 from .resources.account_roles import AccountRoles
 from .resources.account_sessions import AccountSessions
 from .resources.api_keys import ApiKeys
+from .resources.audit_events import AuditEvents
 from .resources.accounts import Accounts
 from .resources.organizational_units import OrganizationalUnits
 from .resources.organizations import Organizations
@@ -18,9 +20,10 @@ from .resources.people import People
 PREFIX = "/api/v3/iam"
 
 blueprint = Blueprint("iam", __name__, url_prefix=PREFIX)
-api = Api(blueprint, db, authenticate=authenticate, policy=IamPolicy())
+api = Api(blueprint, db, authenticate=authenticate, policy=IamPolicy(), on_change=audit.record_change)
 
-for resource in (Accounts, People, Organizations, OrganizationalUnits, AccountRoles, AccountSessions, ApiKeys):
+for resource in (Accounts, People, Organizations, OrganizationalUnits, AccountRoles, AccountSessions, ApiKeys,
+                 AuditEvents):
     api.register(resource)
 
 me.register(api)

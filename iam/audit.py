@@ -20,6 +20,17 @@ def redact(value):
     return value
 
 
+def record_change(ctx, resource, action, obj, before, after):
+    """The engine's on_change hook: every create, update and delete through the API."""
+    organization_id = getattr(obj, "organization_id", None)
+    if organization_id is None and getattr(obj, "account", None) is not None:
+        organization_id = obj.account.organization_id
+    record(getattr(resource, "audit_actions", {}).get(action, action),
+           actor_id=ctx.principal.account_id if ctx.principal else None, resource_type=resource.type,
+           resource_id=obj.id, organization_id=organization_id,
+           changes={"before": before, "after": after})
+
+
 def record(action, *, actor_id=None, resource_type=None, resource_id=None, organization_id=None, changes=None):
     """Add an event to the current transaction (the caller commits it with its change)."""
     event = AuditEvent(

@@ -19,6 +19,19 @@ from .media import JSONAPI_MEDIA_TYPE, check_accept, read_json_body
 from .resource import WriteState
 
 
+def _plain(value):
+    """A stored value as JSON (for change records): timestamps and dates as ISO strings."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def snapshot(resource, obj, attributes=None):
+    """{attribute: value} of `obj` for change records; secrets are not attributes."""
+    names = attributes if attributes is not None else [attr for attr, _ in resource.attributes.values()]
+    return {name: _plain(getattr(obj, name, None)) for name in names}
+
+
 class Policy:
     """Allow-everything policy; applications pass their own to Api."""
 
@@ -42,11 +55,14 @@ class RequestContext:
 
 
 class Api:
-    def __init__(self, blueprint, db, authenticate=None, policy=None):
+    def __init__(self, blueprint, db, authenticate=None, policy=None, on_change=None):
         self.blueprint = blueprint
         self.db = db
         self._authenticate = authenticate or (lambda: None)
         self.policy = policy or Policy()
+        # on_change(ctx, resource, action, obj, before, after): called inside the transaction
+        # of every create, update and delete, so a record of it commits or rolls back with it.
+        self.on_change = on_change or (lambda *args: None)
         self.resources = {}
         self._aliases = {}
         blueprint.after_request(_jsonapi_media_type)
@@ -127,7 +143,11 @@ class Api:
     def write(self, resource, ctx, state, spec, status=200):
         """Run a prepared write: checks, hook, commit, then answer with the fresh resource."""
         resource.prepare(state)
+        before = None if state.creating else snapshot(resource, state.obj, list(state.values))
         obj = resource.create(state) if state.creating else resource.update(state)
+        self.flush(ctx)
+        self.on_change(ctx, resource, "create" if state.creating else "update", obj, before,
+                       snapshot(resource, obj, list(state.values)))
         self.commit(ctx)
         fresh = resource.get(ctx, obj.id, spec)
         headers = {"Location": f"{ctx.base_url}/{resource.type}/{obj.id}"} if status == 201 else None
@@ -196,7 +216,9 @@ def _register_routes(api, resource):
         obj = resource.get(ctx, id, for_update=True)
         api.policy.authorize(ctx, resource, "delete", obj)
         _check_if_match(resource, obj)
+        before = snapshot(resource, obj)
         resource.delete(ctx, obj)
+        api.on_change(ctx, resource, "delete", obj, before, None)
         api.commit(ctx, deleting=True)
         return "", 204
 
@@ -300,6 +322,7 @@ def _write_linkage(api, resource, rel, id):
             raise JsonApiError(403, "read_only", "Forbidden",
                                f"{resource.type}.{rel.name} cannot be changed through this endpoint.")
         handler(ctx, obj, rel, request.method, body)
+        api.on_change(ctx, resource, "update", obj, None, {rel.name: request.method})
         api.commit(ctx)
         return "", 204
     if request.method != "PATCH":
@@ -326,6 +349,8 @@ def _write_linkage(api, resource, rel, id):
         value = int(linkage["id"])
     state = WriteState(resource, ctx, {rel.fk: value}, {rel.fk: pointer}, obj)
     resource.prepare(state)
+    before = snapshot(resource, obj, [rel.fk])
     resource.update(state)
+    api.on_change(ctx, resource, "update", obj, before, snapshot(resource, obj, [rel.fk]))
     api.commit(ctx)
     return "", 204

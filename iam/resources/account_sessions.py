@@ -1,7 +1,6 @@
 """account_sessions: one per login; ending one stops its tokens on the next request."""
 from marshmallow import validate
 
-from .. import audit
 from ..auth import sessions
 from ..jsonapi import Resource
 from ..jsonapi import filters as ft
@@ -34,8 +33,8 @@ class AccountSessions(Resource):
     attribute_types = {"status": ft.Enum(SESSION_STATUSES)}
     sort_expressions = {"status": AccountSession.status}
 
+    audit_actions = {"delete": "logout"}
+
     def delete(self, ctx, obj):
         """Ending a session keeps its row (status `revoked`) for the owner's and auditors' eyes."""
         sessions.end(obj, ctx.now)
-        audit.record("logout", actor_id=ctx.principal.account_id, resource_type=self.type, resource_id=obj.id,
-                     organization_id=obj.account.organization_id)

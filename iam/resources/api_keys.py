@@ -2,11 +2,11 @@
 from flask import request
 from marshmallow import ValidationError
 
-from .. import audit
 from ..auth.tokens import new_api_key
 from ..jsonapi import JsonApiErrors, Resource, query
 from ..jsonapi import filters as ft
 from ..jsonapi.errors import forbidden
+from ..jsonapi.views import snapshot
 from ..jsonapi.schema import Int, JsonApiSchema, JsonObject, Rel, Str, Timestamp
 from ..models import ApiKey
 from .common import digest
@@ -73,11 +73,12 @@ class ApiKeys(Resource):
         state.meta["key"] = raw  # shown once, in this response only
         return obj
 
+    audit_actions = {"delete": "revoke"}
+
     def delete(self, ctx, obj):
         """Revoking keeps the row (status `revoked`) so the owner can see what was revoked."""
         if obj.revoked_at is None:
             obj.revoked_at = ctx.now
-        audit.record("revoke", actor_id=ctx.principal.account_id, resource_type=self.type, resource_id=obj.id)
 
     def register_routes(self, api):
         def revoke(id):
@@ -85,7 +86,9 @@ class ApiKeys(Resource):
             spec = query.parse(request.args, self, api, collection=False)
             obj = self.get(ctx, id, for_update=True)
             api.policy.authorize(ctx, self, "delete", obj)
+            before = snapshot(self, obj)
             self.delete(ctx, obj)
+            api.on_change(ctx, self, "delete", obj, before, None)
             api.commit(ctx)
             return api.render(self, self.get(ctx, id, spec), spec, ctx)
 

@@ -6,6 +6,7 @@ from ..jsonapi import JsonApiError, JsonApiErrors, query
 from ..jsonapi.errors import conflict, forbidden, invalid_field
 from ..jsonapi.media import check_accept, read_json_body
 from ..jsonapi.resource import WriteState
+from ..jsonapi.views import snapshot
 from ..models import Person, utcnow
 from .accounts import normalise_email
 
@@ -99,6 +100,7 @@ def update(api):
 
     state = WriteState(resource, ctx, values, {}, account)
     resource.check_unique(state)
+    before = snapshot(resource, account, list(values))
     resource.update(state)
     if person_values:
         person = account.person
@@ -108,6 +110,9 @@ def update(api):
             account.person = person
         for name, value in person_values.items():
             setattr(person, name, value)
+    api.flush(ctx)
+    api.on_change(ctx, resource, "update", account, {**before, **({"person": "changed"} if person_values else {})},
+                  {**snapshot(resource, account, list(values)), **person_values})
     api.commit(ctx)
     return api.render(resource, resource.get(ctx, account.id, spec), spec, ctx)
 
