@@ -2,6 +2,7 @@
 from flask import Blueprint
 
 from . import audit
+from .auth import password_views
 from .auth import views as auth_views
 from .auth.policy import IamPolicy
 from .auth.principal import authenticate
@@ -28,3 +29,4 @@ for resource in (Accounts, People, Organizations, OrganizationalUnits, AccountRo
 
 me.register(api)
 auth_views.register(api)
+password_views.register(api)

@@ -72,6 +72,10 @@ def load(instance_path, env=None, overrides=None):
         "IAM_ACCESS_TOKEN_TTL": _int_env(env, "IAM_ACCESS_TOKEN_TTL", 900),
         "IAM_REFRESH_TOKEN_TTL": _int_env(env, "IAM_REFRESH_TOKEN_TTL", 14 * 24 * 3600),
         "IAM_MAIL_URL": env.get("IAM_MAIL_URL", ""),
+        "IAM_MAIL_FROM": env.get("IAM_MAIL_FROM", "iam@localhost"),
+        # Where a reset mail sends people: an application page taking ?token=... ({token} is
+        # replaced); empty: the mail carries the token and the API call that uses it.
+        "IAM_PASSWORD_RESET_URL": env.get("IAM_PASSWORD_RESET_URL", ""),
         "IAM_RATELIMIT_STORAGE_URL": env.get("IAM_RATELIMIT_STORAGE_URL", "memory://"),
         "IAM_BOOTSTRAP_ADMIN_EMAIL": env.get("IAM_BOOTSTRAP_ADMIN_EMAIL", ""),
         "IAM_BOOTSTRAP_ADMIN_PASSWORD": env.get("IAM_BOOTSTRAP_ADMIN_PASSWORD", ""),

@@ -1,9 +1,12 @@
-"""Password hashing with Argon2id (OWASP parameters: m=19456 KiB, t=2, p=1)."""
+"""Password hashing with Argon2id (OWASP parameters: m=19456 KiB, t=2, p=1) and the password policy."""
 from argon2 import PasswordHasher, Type
+from zxcvbn.frequency_lists import FREQUENCY_LISTS
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 MIN_LENGTH = 8
 MAX_LENGTH = 256
+# The 30,000 most common passwords of public breach corpora (zxcvbn's ranked list).
+COMMON = frozenset(FREQUENCY_LISTS["passwords"])
 
 hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, hash_len=32, salt_len=16,
                         type=Type.ID)
@@ -37,6 +40,19 @@ def _burn(password):
 def burn_time(password):
     """Spend one hash's worth of time on a login that cannot succeed (unknown email)."""
     _burn(password)
+
+
+def policy_problem(password):
+    """Why `password` may not be used, or None: 8 to 256 characters, not a common password."""
+    if not isinstance(password, str):
+        return "The password must be a string."
+    if len(password) < MIN_LENGTH:
+        return f"The password must be at least {MIN_LENGTH} characters long."
+    if len(password) > MAX_LENGTH:
+        return f"The password must be at most {MAX_LENGTH} characters long."
+    if password.lower() in COMMON:
+        return "This password is too common; choose another."
+    return None
 
 
 def needs_rehash(password_hash):

@@ -27,6 +27,12 @@ class Email(Str):
         return normalise_email(super()._deserialize(value, attr, data, **kwargs))
 
 
+def _password_policy(value):
+    problem = passwords.policy_problem(value)
+    if problem:
+        raise ValidationError(problem)
+
+
 class AccountSchema(JsonApiSchema):
     class Meta:
         type_ = "accounts"
@@ -43,7 +49,7 @@ class AccountSchema(JsonApiSchema):
     last_login_at = Timestamp(dump_only=True)
     created_at = Timestamp(dump_only=True)
     updated_at = Timestamp(dump_only=True)
-    password = Str(load_only=True, min_length=passwords.MIN_LENGTH, max_length=passwords.MAX_LENGTH)
+    password = Str(load_only=True, validate=lambda value: _password_policy(value))
 
     roles = Rel("account_roles", many=True)
     person = Rel("people", fk="person_id")
