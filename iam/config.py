@@ -77,6 +77,13 @@ def load(instance_path, env=None, overrides=None):
         # replaced); empty: the mail carries the token and the API call that uses it.
         "IAM_PASSWORD_RESET_URL": env.get("IAM_PASSWORD_RESET_URL", ""),
         "IAM_RATELIMIT_STORAGE_URL": env.get("IAM_RATELIMIT_STORAGE_URL", "memory://"),
+        # Per client address (limits syntax, e.g. "20 per 10 minutes"); logins count failures only.
+        "IAM_LOGIN_RATE_LIMIT": env.get("IAM_LOGIN_RATE_LIMIT", "20 per 10 minutes"),
+        "IAM_RESET_RATE_LIMIT": env.get("IAM_RESET_RATE_LIMIT", "10 per hour"),
+        "IAM_REFRESH_RATE_LIMIT": env.get("IAM_REFRESH_RATE_LIMIT", "30 per 10 minutes"),
+        # Per account: this many failures in a row lock it for this many seconds.
+        "IAM_LOGIN_MAX_FAILURES": _int_env(env, "IAM_LOGIN_MAX_FAILURES", 5),
+        "IAM_LOGIN_LOCK_SECONDS": _int_env(env, "IAM_LOGIN_LOCK_SECONDS", 900),
         "IAM_BOOTSTRAP_ADMIN_EMAIL": env.get("IAM_BOOTSTRAP_ADMIN_EMAIL", ""),
         "IAM_BOOTSTRAP_ADMIN_PASSWORD": env.get("IAM_BOOTSTRAP_ADMIN_PASSWORD", ""),
         "JSON_SORT_KEYS": False,

@@ -56,6 +56,7 @@ def _clean_database(request):
     if "app" not in request.fixturenames:
         return
     app = request.getfixturevalue("app")
+    app.extensions["iam_limiter"].reset()
     with app.app_context():
         db.session.remove()
         with db.engine.begin() as conn:

@@ -9,7 +9,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import func, select
 from webargs.flaskparser import FlaskParser
 
-from .. import audit
+from .. import audit, throttle
 from ..extensions import db
 from ..jsonapi import documents
 from ..jsonapi.query import QuerySpec
@@ -112,15 +112,20 @@ def login(api):
     args = parse_auth_body(LoginSchema())
     now = utcnow()
     account = _find_account(args["email"])
-    if account is None:
-        passwords.burn_time(args["password"])
+    if account is None or not throttle.claim_login_attempt(account.id, now):
+        passwords.burn_time(args["password"])  # unknown or locked: same answer, same time
         raise login_failed()
     ok = passwords.verify_password(account.password_hash, args["password"])
     if not ok or account.auth_type != "password" or not account.is_active(now):
         audit.record("login_failed", actor_id=account.id, resource_type="accounts", resource_id=account.id,
                      organization_id=account.organization_id)
+        if throttle.lock_if_exhausted(account.id, now):
+            audit.record("lock", actor_id=account.id, resource_type="accounts", resource_id=account.id,
+                         organization_id=account.organization_id)
         db.session.commit()
         raise login_failed()
+    account.failed_login_count = 0
+    account.locked_until = None
     if passwords.needs_rehash(account.password_hash):
         account.password_hash = passwords.hash_password(args["password"])
     account.last_login_at = now
@@ -180,8 +185,19 @@ def logout(api):
 
 
 def register(api):
-    bp = api.blueprint
-    bp.add_url_rule("/auth/login", "auth_login", lambda: login(api), methods=["POST"])
-    bp.add_url_rule("/auth/api/login", "auth_api_login", lambda: api_login(api), methods=["POST"])
-    bp.add_url_rule("/auth/refresh", "auth_refresh", lambda: refresh(api), methods=["POST"])
-    bp.add_url_rule("/auth/logout", "auth_logout", lambda: logout(api), methods=["POST"])
+    # Named views: rate limits (iam/throttle.py) are keyed by the view's name.
+    def auth_login():
+        return login(api)
+
+    def auth_api_login():
+        return api_login(api)
+
+    def auth_refresh():
+        return refresh(api)
+
+    def auth_logout():
+        return logout(api)
+
+    for path, view in (("/auth/login", auth_login), ("/auth/api/login", auth_api_login),
+                       ("/auth/refresh", auth_refresh), ("/auth/logout", auth_logout)):
+        api.blueprint.add_url_rule(path, view.__name__, view, methods=["POST"])

@@ -1,5 +1,5 @@
 """Accounts, the roles granted to them and their API keys."""
-from sqlalchemy import Boolean, ForeignKey, Index, String, and_, case, func, or_
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, and_, case, func, or_
 from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import mapped_column, relationship
 
@@ -27,6 +27,9 @@ class Account(Timestamped, db.Model):
     password_hash = mapped_column(String(255), nullable=True)
     password_reset_token_digest = mapped_column(String(64), nullable=True, unique=True)
     password_reset_token_expires_at = mapped_column(UTCDateTime, nullable=True)
+    # Login throttling: attempts since the last success, and the end of a lock.
+    failed_login_count = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    locked_until = mapped_column(UTCDateTime, nullable=True)
 
     person = relationship("Person", back_populates="account")
     organization = relationship("Organization", back_populates="accounts")
