@@ -1,53 +1,261 @@
-"""The one place that decides who may see and do what.
+"""The one place that decides who may see and do what (section 6 of the contract).
 
-Visibility is an SQL predicate per resource type, applied by the engine to every list,
-count, show, include, relationship read and id check in a body. Deny by default: a type
-not named here is invisible to anyone but a global admin.
+A principal's roles that are valid now become grants:
+- `admin` with scopes `{}`: everything.
+- `org_admin` with `{"organization": [ids]}`: everything inside those organizations, but it
+  may not grant `admin` nor any scope it does not hold itself.
+- `ou_manager` with `{"ou": [ids]}`: read and update the people and accounts in those units
+  and below.
+- `auditor` with `{"organization": [ids]}`: read everything in those organizations,
+  audit events included, change nothing.
+Everyone may read and self-manage their own account, person, sessions and API keys.
 
-Until role-based authorization lands (section 6 of the contract: org_admin, ou_manager,
-auditor), a principal that is not a global admin sees only its own account and what hangs
-off it, may use only the self-service types (its sessions and API keys) and /accounts/me.
+Each grant becomes SQL: `visible` (what exists for the caller: lists, counts, includes,
+shows, relationship reads, ids in bodies), `writable` (visible rows it may change),
+`assignable` (rows an id in a body may point at). Deny by default: a type not named here
+is visible to global admins only.
 """
-from sqlalchemy import false, select
+from dataclasses import dataclass
 
-from ..jsonapi import Policy
+from flask import g
+from sqlalchemy import false, or_, select
+
+from ..jsonapi import JsonApiErrors, Policy
 from ..jsonapi.errors import forbidden
-from ..models import (Account, AccountRole, AccountSession, ApiKey, Organization, OrganizationalUnit,
-                      Person)
+from ..models import (Account, AccountRole, AccountSession, ApiKey, AuditEvent, Organization,
+                      OrganizationalUnit, Person)
 
-SELF_SERVICE = frozenset({"account_sessions", "api_keys"})
 READ_ACTIONS = frozenset({"list", "show"})
+Unit = OrganizationalUnit
 
 
-def _own(principal):
-    """Predicates for the rows that belong to the principal itself, by model."""
-    me = principal.account_id
-    own_person = select(Account.person_id).where(Account.id == me).scalar_subquery()
-    return {
-        Account: Account.id == me,
-        AccountRole: AccountRole.account_id == me,
-        AccountSession: AccountSession.account_id == me,
-        ApiKey: ApiKey.account_id == me,
-        Person: Person.id == own_person,
-        Organization: Organization.id == select(Account.organization_id).where(Account.id == me).scalar_subquery(),
-        OrganizationalUnit: OrganizationalUnit.id == select(Person.organizational_unit_id)
-        .where(Person.id == own_person).scalar_subquery(),
-    }
+@dataclass(frozen=True)
+class Grants:
+    admin: bool
+    admin_orgs: frozenset      # org_admin
+    audit_orgs: frozenset      # auditor
+    managed_units: frozenset   # ou_manager
+
+    @property
+    def read_orgs(self):
+        return self.admin_orgs | self.audit_orgs
+
+
+def _ids(role, kind):
+    ids = role.scopes.get(kind) if isinstance(role.scopes, dict) else None
+    return {i for i in ids if isinstance(i, int)} if isinstance(ids, list) else set()
+
+
+def grants_of(principal):
+    """The principal's grants, from its roles valid now (computed once per request)."""
+    cached = g.get("iam_grants")
+    if cached is not None and cached[0] is principal:
+        return cached[1]
+    admin_orgs, audit_orgs, units = set(), set(), set()
+    for role in principal.roles:
+        if role.name == "org_admin":
+            admin_orgs |= _ids(role, "organization")
+        elif role.name == "auditor":
+            audit_orgs |= _ids(role, "organization")
+        elif role.name == "ou_manager":
+            units |= _ids(role, "ou")
+    grants = Grants(principal.is_admin, frozenset(admin_orgs), frozenset(audit_orgs), frozenset(units))
+    g.iam_grants = (principal, grants)
+    return grants
+
+
+def subtree(unit_ids):
+    """Ids of these units and every unit below them (a unit's ancestry prefixes its descendants')."""
+    prefixes = [select(Unit.ancestry).where(Unit.id == i).scalar_subquery() for i in sorted(unit_ids)]
+    return select(Unit.id).where(or_(*(Unit.ancestry.startswith(p) for p in prefixes)))
+
+
+def _own_person(principal):
+    return select(Account.person_id).where(Account.id == principal.account_id).scalar_subquery()
+
+
+def _accounts(principal, grants, orgs, units):
+    parts = [Account.id == principal.account_id]
+    if orgs:
+        parts.append(Account.organization_id.in_(orgs))
+    if units:
+        parts.append(Account.person.has(Person.organizational_unit_id.in_(subtree(units))))
+    return or_(*parts)
+
+
+def _people(principal, orgs, units, own=True):
+    parts = [Person.id == _own_person(principal)] if own else []
+    if orgs:
+        parts.append(Person.organization_id.in_(orgs))
+    if units:
+        parts.append(Person.organizational_unit_id.in_(subtree(units)))
+    return or_(*parts) if parts else false()
+
+
+def visible_predicate(principal, model):
+    """What exists for this principal, for one model (None: everything)."""
+    grants = grants_of(principal)
+    if grants.admin:
+        return None
+    orgs, units, me = grants.read_orgs, grants.managed_units, principal.account_id
+    if model is Account:
+        return _accounts(principal, grants, orgs, units)
+    if model is Person:
+        return _people(principal, orgs, units)
+    if model is Organization:
+        parts = [Organization.id == select(Account.organization_id).where(Account.id == me).scalar_subquery()]
+        if orgs:
+            parts.append(Organization.id.in_(orgs))
+        if units:
+            parts.append(Organization.id.in_(select(Unit.organization_id).where(Unit.id.in_(units))))
+        return or_(*parts)
+    if model is Unit:
+        parts = [Unit.id == select(Person.organizational_unit_id).where(Person.id == _own_person(principal))
+                 .scalar_subquery()]
+        if orgs:
+            parts.append(Unit.organization_id.in_(orgs))
+        if units:
+            parts.append(Unit.id.in_(subtree(units)))
+        return or_(*parts)
+    if model is AccountRole:
+        return AccountRole.account.has(_accounts(principal, grants, orgs, units))
+    if model in (AccountSession, ApiKey):
+        parts = [model.account_id == me]
+        if orgs:
+            parts.append(model.account.has(Account.organization_id.in_(orgs)))
+        return or_(*parts)
+    if model is AuditEvent:
+        return AuditEvent.organization_id.in_(grants.audit_orgs) if grants.audit_orgs else false()
+    return false()
+
+
+def writable_predicate(principal, model):
+    """Of the visible rows, those this principal may change or delete (None: all)."""
+    grants = grants_of(principal)
+    if grants.admin:
+        return None
+    orgs, units, me = grants.admin_orgs, grants.managed_units, principal.account_id
+    if model is Account:
+        parts = ([Account.organization_id.in_(orgs)] if orgs else []) + (
+            [Account.person.has(Person.organizational_unit_id.in_(subtree(units)))] if units else [])
+        return or_(*parts) if parts else false()
+    if model is Person:
+        return _people(principal, orgs, units, own=False)
+    if model is Unit:
+        return Unit.organization_id.in_(orgs) if orgs else false()
+    if model is AccountRole:
+        return AccountRole.account.has(Account.organization_id.in_(orgs)) if orgs else false()
+    if model in (AccountSession, ApiKey):
+        parts = [model.account_id == me]
+        if orgs:
+            parts.append(model.account.has(Account.organization_id.in_(orgs)))
+        return or_(*parts)
+    return false()
+
+
+# Which grant lets a principal that is not a global admin write which type, and how.
+WRITERS = {
+    "accounts": {"org_admin": {"create", "update", "delete"}, "ou_manager": {"update"}},
+    "people": {"org_admin": {"create", "update", "delete"}, "ou_manager": {"update"}},
+    "organizational_units": {"org_admin": {"create", "update", "delete"}},
+    "account_roles": {"org_admin": {"create", "update", "delete"}},
+    "account_sessions": {"anyone": {"delete"}},
+    "api_keys": {"anyone": {"create", "update", "delete"}},
+}
 
 
 class IamPolicy(Policy):
     def visible(self, ctx, resource):
-        principal = ctx.principal
-        if principal is None:
-            return false()
-        if principal.is_admin:
+        return false() if ctx.principal is None else visible_predicate(ctx.principal, resource.model)
+
+    def writable(self, ctx, resource):
+        return writable_predicate(ctx.principal, resource.model)
+
+    def assignable(self, ctx, resource):
+        """An id in a body may point at rows of the caller's own reach for writing."""
+        grants = grants_of(ctx.principal)
+        if grants.admin:
             return None
-        return _own(principal).get(resource.model, false())
+        if resource.model is Organization:
+            return Organization.id.in_(grants.admin_orgs) if grants.admin_orgs else false()
+        if resource.model is Unit:
+            parts = ([Unit.organization_id.in_(grants.admin_orgs)] if grants.admin_orgs else []) + (
+                [Unit.id.in_(subtree(grants.managed_units))] if grants.managed_units else [])
+            return or_(*parts) if parts else false()
+        if resource.model is Account:
+            return or_(Account.id == ctx.principal.account_id, writable_predicate(ctx.principal, Account))
+        return writable_predicate(ctx.principal, resource.model)
 
     def authorize(self, ctx, resource, action, obj=None):
         principal = ctx.principal
         if principal.read_only and action not in READ_ACTIONS:
             raise forbidden("This API key is read-only.")
-        if principal.is_admin or resource.type in SELF_SERVICE:
+        if action in READ_ACTIONS:
+            return  # visibility decides which rows exist for the caller
+        grants = grants_of(principal)
+        if grants.admin:
             return
-        raise forbidden("Only administrators may use this endpoint for now.")
+        writers = WRITERS.get(resource.type, {})
+        held = {"anyone"} | ({"org_admin"} if grants.admin_orgs else set()) | (
+            {"ou_manager"} if grants.managed_units else set())
+        if not any(action in writers.get(grant, ()) for grant in held):
+            raise forbidden(f"Your roles do not allow you to {action} {resource.type}.")
+
+    def check_write(self, ctx, resource, state):
+        grants = grants_of(ctx.principal)
+        if grants.admin:
+            return
+        errors = []
+        if "organization_id" in state.values and state.changed("organization_id") and not state.creating \
+                and not grants.admin_orgs:
+            errors.append(forbidden("Only organization admins may move this to another organization.",
+                                    pointer=state.pointer("organization_id")))
+        if resource.type in ("accounts", "people", "organizational_units") and state.creating:
+            if state.get("organization_id") not in grants.admin_orgs:
+                errors.append(forbidden("You may only create this inside an organization you administer.",
+                                        pointer=state.pointer("organization_id")))
+        if resource.type == "accounts" and not grants.admin_orgs:
+            for attr in ("person_id", "organization_id"):
+                if state.changed(attr):
+                    errors.append(forbidden(f"Only organization admins may change {attr}.",
+                                            pointer=state.pointer(attr)))
+        if resource.type == "account_roles":
+            errors.extend(_role_errors(ctx, grants, state))
+        if errors:
+            raise _many(errors)
+
+
+def _role_errors(ctx, grants, state):
+    """An org_admin may not grant admin, nor scopes it does not hold, nor touch roles that do."""
+    errors = []
+    checks = [(state.get("name"), state.get("scopes") or {}, "name", "scopes")]
+    if state.obj is not None:  # the role as it is now must be within reach too
+        checks.append((state.obj.name, state.obj.scopes or {}, "name", "scopes"))
+    for name, scopes, name_attr, scopes_attr in checks:
+        if name == "admin":
+            errors.append(forbidden("Only administrators may grant or change the admin role.",
+                                    pointer=state.pointer(name_attr)))
+        if not _scopes_within(ctx, grants, scopes):
+            errors.append(forbidden("You may only grant scopes inside the organizations you administer.",
+                                    pointer=state.pointer(scopes_attr)))
+    return errors[:2]
+
+
+def _scopes_within(ctx, grants, scopes):
+    if not scopes:  # global: wider than any organization admin's reach
+        return False
+    for kind, ids in scopes.items():
+        if kind == "organization":
+            if not set(ids) <= grants.admin_orgs:
+                return False
+        elif kind == "ou":
+            orgs = set(ctx.session.scalars(select(Unit.organization_id).where(Unit.id.in_(ids))))
+            if len(orgs) == 0 or not orgs <= grants.admin_orgs:
+                return False
+        else:
+            return False  # project scopes are not held by organization admins
+    return True
+
+
+def _many(errors):
+    return JsonApiErrors(errors) if len(errors) > 1 else errors[0]

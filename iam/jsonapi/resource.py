@@ -356,22 +356,31 @@ class Resource:
         return errors or [invalid_field("/data", "The resource object is invalid.")]
 
     def check_references(self, state):
-        """Every foreign key in the body must name a row the caller may see (422 otherwise)."""
+        """Every id in the body must name a row the caller may see (422) and point at (403)."""
         errors = []
+        policy = self.registry.policy
         for rel in self.relationships.values():
-            if rel.fk is None or rel.fk not in state.values:
+            if rel.fk is None or not state.changed(rel.fk) or state.values[rel.fk] is None:
                 continue
             value = state.values[rel.fk]
-            if value is None:
-                continue
             target = self.registry.resource(rel.type)
-            found = state.ctx.session.scalar(
-                select(func.count()).select_from(target.model).where(
-                    target.model.id == value, *([v] if (v := target.visible(state.ctx)) is not None else [])))
-            if not found:
+            if not self._exists(state.ctx, target, value, target.visible(state.ctx)):
                 errors.append(state.error(rel.fk, f"There is no {rel.type} with id {value}.", code="not_found"))
+                continue
+            assignable = policy.assignable(state.ctx, target)
+            if assignable is not None and not self._exists(state.ctx, target, value, assignable):
+                errors.append(JsonApiError(403, "forbidden", "Forbidden",
+                                           f"You may not point {rel.fk} at {rel.type} {value}.",
+                                           pointer=state.pointer(rel.fk)))
         if errors:
             raise JsonApiErrors(errors)
+
+    @staticmethod
+    def _exists(ctx, resource, id_, predicate):
+        stmt = select(resource.model.id).where(resource.model.id == id_)
+        if predicate is not None:
+            stmt = stmt.where(predicate)
+        return ctx.session.scalar(stmt) is not None
 
     def check_unique(self, state):
         """Clear 409s for values already taken (the database constraint catches races)."""
@@ -406,6 +415,7 @@ class Resource:
         """Run every check of a write, in order; the view then calls create/update."""
         self.check_references(state)
         self.validate(state)
+        self.registry.policy.check_write(state.ctx, self, state)
         self.check_unique(state)
 
 

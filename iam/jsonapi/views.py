@@ -33,12 +33,29 @@ def snapshot(resource, obj, attributes=None):
 
 
 class Policy:
-    """Allow-everything policy; applications pass their own to Api."""
+    """Allow-everything policy; applications pass their own to Api.
+
+    Predicates are SQL expressions on the resource's model, or None for "no restriction".
+    """
 
     def visible(self, ctx, resource):
+        """Rows the caller may read; everything else answers 404."""
+        return None
+
+    def writable(self, ctx, resource):
+        """Of the visible rows, those the caller may change or delete (others: 403)."""
+        return None
+
+    def assignable(self, ctx, resource):
+        """Rows an id in a request body may point at (visible but not assignable: 403)."""
         return None
 
     def authorize(self, ctx, resource, action, obj=None):
+        """Action-level decision before anything is read or written; raise to refuse."""
+        return None
+
+    def check_write(self, ctx, resource, state):
+        """Field-level decision on a pending create or update; raise to refuse."""
         return None
 
 
@@ -101,6 +118,16 @@ class Api:
         ctx = self.context()
         self.policy.authorize(ctx, resource, action, obj)
         return ctx
+
+    def load_for_change(self, ctx, resource, id_, action):
+        """The row to update or delete: 404 if invisible, 403 if visible but not writable."""
+        obj = resource.get(ctx, id_, for_update=True)
+        writable = self.policy.writable(ctx, resource)
+        if writable is not None and ctx.session.scalar(
+                select(resource.model.id).where(resource.model.id == obj.id, writable)) is None:
+            raise JsonApiError(403, "forbidden", "Forbidden", f"You may not {action} this {resource.type} resource.")
+        self.policy.authorize(ctx, resource, action, obj)
+        return obj
 
     def flush(self, ctx, deleting=False):
         """Flush pending changes; a constraint violation or lost race rolls back and answers."""
@@ -186,7 +213,6 @@ def _register_routes(api, resource):
         ctx = api.begin(resource, "create")
         spec = query.parse(request.args, resource, api, collection=False)
         state = resource.load(read_json_body(), ctx)
-        api.policy.authorize(ctx, resource, "create", state)
         return api.write(resource, ctx, state, spec, status=201)
 
     def show_view(id):
@@ -202,8 +228,7 @@ def _register_routes(api, resource):
         ctx = api.begin(resource, "update")
         spec = query.parse(request.args, resource, api, collection=False)
         body = read_json_body()
-        obj = resource.get(ctx, id, for_update=True)
-        api.policy.authorize(ctx, resource, "update", obj)
+        obj = api.load_for_change(ctx, resource, id, "update")
         _check_if_match(resource, obj)
         state = resource.load(body, ctx, obj)
         return api.write(resource, ctx, state, spec)
@@ -213,8 +238,7 @@ def _register_routes(api, resource):
         if request.args:
             raise JsonApiError(400, "unknown_parameter", "Invalid query parameter",
                                "DELETE takes no query parameters.", parameter=next(iter(request.args)))
-        obj = resource.get(ctx, id, for_update=True)
-        api.policy.authorize(ctx, resource, "delete", obj)
+        obj = api.load_for_change(ctx, resource, id, "delete")
         _check_if_match(resource, obj)
         before = snapshot(resource, obj)
         resource.delete(ctx, obj)
@@ -313,8 +337,7 @@ def _write_linkage(api, resource, rel, id):
         raise JsonApiError(400, "unknown_parameter", "Invalid query parameter",
                            "Relationship writes take no query parameters.", parameter=next(iter(request.args)))
     body = read_json_body()
-    obj = resource.get(ctx, id, for_update=True)
-    api.policy.authorize(ctx, resource, "update", obj)
+    obj = api.load_for_change(ctx, resource, id, "update")
     _check_if_match(resource, obj)
     handler = getattr(resource, "write_relationship", None)
     if rel.many:

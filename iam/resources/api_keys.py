@@ -84,8 +84,7 @@ class ApiKeys(Resource):
         def revoke(id):
             ctx = api.begin(self, "delete")
             spec = query.parse(request.args, self, api, collection=False)
-            obj = self.get(ctx, id, for_update=True)
-            api.policy.authorize(ctx, self, "delete", obj)
+            obj = api.load_for_change(ctx, self, id, "delete")
             before = snapshot(self, obj)
             self.delete(ctx, obj)
             api.on_change(ctx, self, "delete", obj, before, None)

@@ -270,8 +270,12 @@ def test_me_get_with_included_and_fields(user, factory):
     assert body["included"][0]["attributes"]["name"] == "viewer"
 
 
-def test_plain_user_cannot_list_accounts(user):
-    assert error_of(user.get("/accounts"), 403)["code"] == "forbidden"
+def test_plain_user_sees_only_itself_and_cannot_create(user, factory):
+    factory.account(email="someone-else@example.com")
+    body = assert_jsonapi(user.get("/accounts", {"count": "true"}), 200)
+    assert [a["id"] for a in body["data"]] == [str(user.account.id)] and body["meta"]["count"] == 1
+    create = {"data": {"type": "accounts", "attributes": {"email": "new@example.com"}}}
+    assert error_of(user.post("/accounts", create), 403)["code"] == "forbidden"
 
 
 def test_me_patch_preferences(user):

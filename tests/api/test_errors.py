@@ -95,7 +95,8 @@ def test_bad_credentials_are_401(app, factory, token):
 
 
 def test_plain_account_is_403(user):
-    check_error(error_of(user.get("/accounts"), 403), 403, "forbidden")
+    body = {"data": {"type": "organizations", "attributes": {"name": "Acme", "slug": "acme"}}}
+    check_error(error_of(user.post("/organizations", body), 403), 403, "forbidden")
 
 
 @pytest.mark.parametrize("path", ["/accounts/999999", "/organizations/999999", "/accounts/999999/roles",

@@ -177,23 +177,29 @@ def test_a_token_stops_working_once_its_account_is_deleted(app, admin, factory):
     assert error_of(api.get("/accounts/me"), 401)["code"] == "unauthenticated"
 
 
-@pytest.mark.parametrize("role, status", [
-    ({"name": "admin"}, 200),
-    ({"name": "admin", "scopes": {"organization": [1]}}, 403),
-    ({"name": "admin", "expires_at": "past"}, 403),
-    ({"name": "admin", "not_before": "future"}, 403),
-    ({"name": "auditor"}, 403),
+@pytest.mark.parametrize("role, is_admin", [
+    ({"name": "admin"}, True),
+    ({"name": "admin", "scopes": {"organization": [1]}}, False),
+    ({"name": "admin", "expires_at": "past"}, False),
+    ({"name": "admin", "not_before": "future"}, False),
+    ({"name": "auditor"}, False),
 ])
-def test_resource_endpoints_need_a_global_admin_role_valid_now(app, factory, role, status):
+def test_global_admin_needs_an_admin_role_with_empty_scopes_valid_now(app, factory, role, is_admin):
+    """Only a valid global admin sees every account and may create organizations."""
     now = utcnow()
     role = {k: (now - timedelta(seconds=5) if v == "past" else now + timedelta(hours=1) if v == "future" else v)
             for k, v in role.items()}
+    factory.account(email="other@example.com")
     account = factory.account(email="someone@example.com", roles=[role])
     api = ApiClient(app.test_client(), factory.token(account))
-    response = api.get("/accounts")
-    assert_jsonapi(response, status)
-    if status == 403:
-        assert response.get_json()["errors"][0]["code"] == "forbidden"
+    listed = assert_jsonapi(api.get("/accounts", {"count": "true"}), 200)
+    assert listed["meta"]["count"] == (2 if is_admin else 1)
+    body = {"data": {"type": "organizations", "attributes": {"name": "Acme", "slug": "acme"}}}
+    response = api.post("/organizations", body)
+    if is_admin:
+        assert_jsonapi(response, 201)
+    else:
+        assert error_of(response, 403)["code"] == "forbidden"
     assert_jsonapi(api.get("/accounts/me"), 200)
 
 
