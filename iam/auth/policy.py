@@ -200,6 +200,10 @@ class IamPolicy(Policy):
             {"ou_manager"} if grants.managed_units else set())
         if not any(action in writers.get(grant, ()) for grant in held):
             raise forbidden(f"Your roles do not allow you to {action} {resource.type}.")
+        if resource.type == "account_roles" and obj is not None:
+            # Changing or deleting a role needs the same reach as granting it.
+            if obj.name == "admin" or not _scopes_within(ctx, grants, obj.scopes or {}):
+                raise forbidden("This role is beyond what you may grant, so you may not change it.")
 
     def check_write(self, ctx, resource, state):
         grants = grants_of(ctx.principal)
@@ -228,17 +232,12 @@ class IamPolicy(Policy):
 def _role_errors(ctx, grants, state):
     """An org_admin may not grant admin, nor scopes it does not hold, nor touch roles that do."""
     errors = []
-    checks = [(state.get("name"), state.get("scopes") or {}, "name", "scopes")]
-    if state.obj is not None:  # the role as it is now must be within reach too
-        checks.append((state.obj.name, state.obj.scopes or {}, "name", "scopes"))
-    for name, scopes, name_attr, scopes_attr in checks:
-        if name == "admin":
-            errors.append(forbidden("Only administrators may grant or change the admin role.",
-                                    pointer=state.pointer(name_attr)))
-        if not _scopes_within(ctx, grants, scopes):
-            errors.append(forbidden("You may only grant scopes inside the organizations you administer.",
-                                    pointer=state.pointer(scopes_attr)))
-    return errors[:2]
+    if state.get("name") == "admin":
+        errors.append(forbidden("Only administrators may grant the admin role.", pointer=state.pointer("name")))
+    if not _scopes_within(ctx, grants, state.get("scopes") or {}):
+        errors.append(forbidden("You may only grant scopes inside the organizations you administer.",
+                                pointer=state.pointer("scopes")))
+    return errors
 
 
 def _scopes_within(ctx, grants, scopes):
