@@ -32,6 +32,8 @@ ROUTE_LIMITS = {
     "iam.password_reset": ("IAM_RESET_RATE_LIMIT", _failed),
     "iam.password_token_valid": ("IAM_RESET_RATE_LIMIT", None),
     "iam.password_change": ("IAM_LOGIN_RATE_LIMIT", _failed),
+    # PATCH /accounts/me checks current_password when the email changes.
+    "iam.accounts_me": ("IAM_LOGIN_RATE_LIMIT", _failed),
 }
 
 

@@ -118,6 +118,7 @@ def update(api):
 
 
 def register(api):
-    bp = api.blueprint
-    bp.add_url_rule("/accounts/me", "accounts_me", lambda: show(api) if request.method == "GET" else update(api),
-                    methods=["GET", "PATCH"])
+    def accounts_me():  # named: rate limits key on the view's name
+        return show(api) if request.method == "GET" else update(api)
+
+    api.blueprint.add_url_rule("/accounts/me", "accounts_me", accounts_me, methods=["GET", "PATCH"])

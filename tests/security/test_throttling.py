@@ -126,3 +126,14 @@ def test_processes_sharing_redis_share_their_counters(app, database_url, factory
         for instance in (first, second):
             with instance.app_context():
                 db.engine.dispose()
+
+
+def test_guessing_the_current_password_through_accounts_me_is_limited(app, factory, client_limit):
+    client_limit("IAM_LOGIN_RATE_LIMIT", "3 per minute")
+    me = ApiClient(app.test_client(), factory.token(factory.account(email="ada@example.com")))
+    for _ in range(5):  # reading one's account never counts
+        assert_jsonapi(me.get("/accounts/me"), 200)
+    guess = {"data": {"type": "accounts", "attributes": {"email": "new@example.com", "current_password": WRONG}}}
+    for _ in range(3):
+        error_of(me.patch("/accounts/me", guess), 422)
+    assert error_of(me.patch("/accounts/me", guess), 429)["code"] == "rate_limited"
