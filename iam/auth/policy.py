@@ -26,6 +26,8 @@ from ..models import (Account, AccountRole, AccountSession, ApiKey, AuditEvent, 
                       OrganizationalUnit, Person)
 
 READ_ACTIONS = frozenset({"list", "show"})
+# Roles that carry rights on the IAM itself.
+PRIVILEGED_ROLES = frozenset({"admin", "org_admin", "ou_manager", "auditor"})
 Unit = OrganizationalUnit
 
 
@@ -204,6 +206,10 @@ class IamPolicy(Policy):
             # Changing or deleting a role needs the same reach as granting it.
             if obj.name == "admin" or not _scopes_within(ctx, grants, obj.scopes or {}):
                 raise forbidden("This role is beyond what you may grant, so you may not change it.")
+        if resource.type == "accounts" and obj is not None and not _account_within_reach(ctx, grants, obj):
+            # Whoever controls an account (its email, its person) controls its roles: changing an
+            # account that holds rights one could not grant would be a way to obtain them.
+            raise forbidden("This account holds rights beyond yours, so you may not change it.")
 
     def check_write(self, ctx, resource, state):
         grants = grants_of(ctx.principal)
@@ -238,6 +244,17 @@ def _role_errors(ctx, grants, state):
         errors.append(forbidden("You may only grant scopes inside the organizations you administer.",
                                 pointer=state.pointer("scopes")))
     return errors
+
+
+def _account_within_reach(ctx, grants, account):
+    """Every IAM role of the account (valid now or later) is one the caller could grant."""
+    roles = ctx.session.scalars(select(AccountRole).where(AccountRole.account_id == account.id,
+                                                          AccountRole.name.in_(PRIVILEGED_ROLES))).all()
+    if not roles:
+        return True
+    if account.organization_id not in grants.admin_orgs:
+        return False  # an ou_manager's reach: accounts without IAM rights only
+    return all(role.name != "admin" and _scopes_within(ctx, grants, role.scopes or {}) for role in roles)
 
 
 def _scopes_within(ctx, grants, scopes):

@@ -114,3 +114,31 @@ def test_self_service_goes_through_accounts_me(app, factory, world):
     body = {"data": {"type": "accounts", "attributes": {"first_name": "Me"}}}
     assert assert_jsonapi(me.patch("/accounts/me", body), 200)
     assert error_of(grant(me, account, "editor", {"organization": [world["a"].id]}), 403)
+
+
+@pytest.mark.parametrize("holder_role", [
+    {"name": "admin", "scopes": {}},
+    {"name": "org_admin", "scopes": {"organization": ["B"]}},
+    {"name": "auditor", "scopes": {"organization": ["B"]}},
+])
+def test_nobody_takes_over_an_account_with_more_rights_than_they_could_grant(app, admin, factory, world,
+                                                                           org_admin, ou_manager, holder_role):
+    """Changing a privileged account's email, then resetting its password, would hand over its rights."""
+    scopes = {k: [world["b"].id] for k in holder_role["scopes"]}
+    holder = factory.account(email="holder@a.example", organization_id=world["a"].id,
+                             roles=[{"name": holder_role["name"], "scopes": scopes}])
+    person = factory.person(world["a"], organizational_unit_id=world["a_child"].id)
+    assert_jsonapi(patch(admin, "accounts", holder, person_id=person.id), 200)  # now in ou_manager's units
+    for attacker in (org_admin, ou_manager):
+        error = error_of(patch(attacker, "accounts", holder, email="attacker@evil.example"), 403)
+        assert error["code"] == "forbidden"
+        assert error_of(attacker.delete(f"/accounts/{holder.id}"), 403)["code"] == "forbidden"
+    assert assert_jsonapi(admin.get(f"/accounts/{holder.id}"), 200)["data"]["attributes"]["email"] == \
+        "holder@a.example"
+
+
+def test_org_admin_still_manages_its_own_organizations_privileged_accounts(app, factory, world, org_admin, ou_manager):
+    peer = factory.account(email="peer@a.example", organization_id=world["a"].id,
+                           roles=[{"name": "auditor", "scopes": {"organization": [world["a"].id]}}])
+    assert_jsonapi(patch(org_admin, "accounts", peer, enabled=False), 200)
+    assert error_of(patch(ou_manager, "accounts", peer, enabled=True), 404)  # not in its units
