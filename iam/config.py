@@ -71,6 +71,8 @@ def load(instance_path, env=None, overrides=None):
         "MAX_CONTENT_LENGTH": 1024 * 1024,
         "IAM_ACCESS_TOKEN_TTL": _int_env(env, "IAM_ACCESS_TOKEN_TTL", 900),
         "IAM_REFRESH_TOKEN_TTL": _int_env(env, "IAM_REFRESH_TOKEN_TTL", 14 * 24 * 3600),
+        # A session unused for this long ends: neither its access nor its refresh tokens work.
+        "IAM_SESSION_IDLE_TIMEOUT": _int_env(env, "IAM_SESSION_IDLE_TIMEOUT", 24 * 3600),
         "IAM_MAIL_URL": env.get("IAM_MAIL_URL", ""),
         "IAM_MAIL_FROM": env.get("IAM_MAIL_FROM", "iam@localhost"),
         # Where a reset mail sends people: an application page taking ?token=... ({token} is

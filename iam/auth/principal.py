@@ -7,7 +7,7 @@ effect on the very next request, however long the access token has left.
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from flask import g, request
+from flask import current_app, g, request
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
@@ -48,6 +48,10 @@ class Principal:
         return self.has_role("admin", {})
 
 
+def idle_timeout():
+    return timedelta(seconds=current_app.config["IAM_SESSION_IDLE_TIMEOUT"])
+
+
 def load_principal(account_id, session_id, now=None):
     """The principal for a live session of an account that may authenticate now, else None."""
     now = now or utcnow()
@@ -55,7 +59,7 @@ def load_principal(account_id, session_id, now=None):
         select(AccountSession).where(AccountSession.id == session_id, AccountSession.account_id == account_id)
         .options(joinedload(AccountSession.account).selectinload(Account.roles), joinedload(AccountSession.api_key))
     ).unique().one_or_none()
-    if session is None or not session.is_active(now) or not session.account.is_active(now):
+    if session is None or not session.is_active(now, idle_timeout()) or not session.account.is_active(now):
         return None
     if session.api_key is not None and not session.api_key.is_usable(now):
         return None

@@ -59,9 +59,11 @@ def rotate(raw, now):
                      resource_id=session.id, organization_id=session.account.organization_id)
         db.session.commit()
         raise RefreshRefused()
-    if not session.is_active(now) or not session.account.is_active(now):
+    idle = timedelta(seconds=current_app.config["IAM_SESSION_IDLE_TIMEOUT"])
+    if not session.is_active(now, idle) or not session.account.is_active(now):
         db.session.rollback()
         raise RefreshRefused()
+    session.last_used_at = now
     return session, new_refresh_token(session)
 
 

@@ -27,9 +27,12 @@ class AccountSession(Timestamped, db.Model):
     account = relationship("Account", back_populates="sessions")
     api_key = relationship("ApiKey")
 
-    def is_active(self, now=None):
+    def is_active(self, now=None, idle_timeout=None):
+        """Not ended, not past its absolute lifetime, and (given a timeout) not idle too long."""
         now = now or utcnow()
-        return self.revoked_at is None and self.expires_at > now
+        if self.revoked_at is not None or self.expires_at <= now:
+            return False
+        return idle_timeout is None or self.last_used_at is None or now - self.last_used_at < idle_timeout
 
     @hybrid_property
     def status(self):

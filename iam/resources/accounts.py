@@ -3,7 +3,7 @@ from email_validator import EmailNotValidError, validate_email
 from marshmallow import ValidationError, validate
 from sqlalchemy import and_, func, or_, select
 
-from ..auth import passwords
+from ..auth import passwords, sessions
 from ..jsonapi import Filter, JsonApiError, JsonApiErrors, Resource
 from ..jsonapi import filters as ft
 from ..jsonapi.schema import Bool, Int, JsonApiSchema, JsonObject, Rel, Str, Timestamp
@@ -127,6 +127,14 @@ class Accounts(Resource):
                                       "use /account/passwords/change.", code="read_only"))
         if errors:
             raise JsonApiErrors(errors)
+
+    def update(self, state):
+        obj = super().update(state)
+        if not obj.is_active(state.ctx.now):
+            # Disabled or expired: its sessions end now, so re-enabling it later does not
+            # bring old tokens back to life.
+            sessions.end_all(obj.id, state.ctx.now)
+        return obj
 
     def create(self, state):
         password = state.values.pop("password", None)

@@ -250,3 +250,27 @@ def test_raw_tokens_and_keys_are_never_stored_or_logged(app, user, ada, caplog):
     for secret in secrets:
         assert secret not in dump
         assert secret not in caplog.text
+
+
+def test_disabling_an_account_ends_its_sessions_for_good(app, admin, ada):
+    client, _ = login(app, "ada@example.com")
+    body = {"data": {"type": "accounts", "id": str(ada.id), "attributes": {"enabled": False}}}
+    assert_jsonapi(admin.patch(f"/accounts/{ada.id}", body), 200)
+    body["data"]["attributes"]["enabled"] = True
+    assert_jsonapi(admin.patch(f"/accounts/{ada.id}", body), 200)
+    # Enabled again, but the sessions of before stay ended.
+    assert error_of(client.get("/accounts/me"), 401)
+    assert error_of(refresh(app, client.refresh_token), 401)
+    assert_jsonapi(login(app, "ada@example.com")[0].get("/accounts/me"), 200)
+
+
+def test_an_idle_session_ends(app, ada):
+    from datetime import timedelta
+    from iam.models import AccountSession, utcnow
+    client, _ = login(app, "ada@example.com")
+    with app.app_context():
+        session = db.session.get(AccountSession, int(client.session_id))
+        session.last_used_at = utcnow() - timedelta(seconds=app.config["IAM_SESSION_IDLE_TIMEOUT"] + 1)
+        db.session.commit()
+    assert error_of(client.get("/accounts/me"), 401)
+    assert error_of(refresh(app, client.refresh_token), 401)["code"] == "invalid_token"
