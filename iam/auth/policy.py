@@ -126,8 +126,8 @@ def visible_predicate(principal, model):
         if orgs:
             parts.append(model.account.has(Account.organization_id.in_(orgs)))
         return or_(*parts)
-    if model is AuditEvent:
-        return AuditEvent.organization_id.in_(grants.audit_orgs) if grants.audit_orgs else false()
+    if model is AuditEvent:  # "admins and auditors of the organizations concerned"
+        return AuditEvent.organization_id.in_(orgs) if orgs else false()
     return false()
 
 
@@ -231,6 +231,13 @@ class IamPolicy(Policy):
                                             pointer=state.pointer(attr)))
         if resource.type == "account_roles":
             errors.extend(_role_errors(ctx, grants, state))
+        if resource.type == "api_keys" and state.creating and state.get("account_id") != ctx.principal.account_id:
+            # A key acts as its account: minting one for someone else needs full reach over them.
+            account = ctx.session.get(Account, state.get("account_id"))
+            if account is None or account.organization_id not in grants.admin_orgs \
+                    or not _account_within_reach(ctx, grants, account):
+                errors.append(forbidden("You may create keys only for yourself and for accounts you administer.",
+                                        pointer=state.pointer("account_id")))
         if errors:
             raise _many(errors)
 

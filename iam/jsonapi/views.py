@@ -113,20 +113,23 @@ class Api:
         g.jsonapi_ctx = ctx
         return ctx
 
-    def begin(self, resource, action, obj=None):
+    def begin(self, resource, action, authorize=True):
+        """Media check, authentication and (unless the action targets one row) authorization."""
         check_accept()
         ctx = self.context()
-        self.policy.authorize(ctx, resource, action, obj)
+        if authorize:
+            self.policy.authorize(ctx, resource, action)
         return ctx
 
     def load_for_change(self, ctx, resource, id_, action):
-        """The row to update or delete: 404 if invisible, 403 if visible but not writable."""
+        """The row to update or delete: 404 if invisible (first: an invisible row does not
+        exist, whatever the caller's rights), then 403 if the action or the row is not allowed."""
         obj = resource.get(ctx, id_, for_update=True)
+        self.policy.authorize(ctx, resource, action, obj)
         writable = self.policy.writable(ctx, resource)
         if writable is not None and ctx.session.scalar(
                 select(resource.model.id).where(resource.model.id == obj.id, writable)) is None:
             raise JsonApiError(403, "forbidden", "Forbidden", f"You may not {action} this {resource.type} resource.")
-        self.policy.authorize(ctx, resource, action, obj)
         return obj
 
     def flush(self, ctx, deleting=False):
@@ -225,7 +228,7 @@ def _register_routes(api, resource):
         return api.render(resource, obj, spec, ctx)
 
     def update_view(id):
-        ctx = api.begin(resource, "update")
+        ctx = api.begin(resource, "update", authorize=False)
         spec = query.parse(request.args, resource, api, collection=False)
         body = read_json_body()
         obj = api.load_for_change(ctx, resource, id, "update")
@@ -234,7 +237,7 @@ def _register_routes(api, resource):
         return api.write(resource, ctx, state, spec)
 
     def delete_view(id):
-        ctx = api.begin(resource, "delete")
+        ctx = api.begin(resource, "delete", authorize=False)
         if request.args:
             raise JsonApiError(400, "unknown_parameter", "Invalid query parameter",
                                "DELETE takes no query parameters.", parameter=next(iter(request.args)))
@@ -332,7 +335,7 @@ def _register_relationship_routes(api, resource, rel):
 
 def _write_linkage(api, resource, rel, id):
     """PATCH a to-one relationship backed by a foreign key; to-many writes are the resource's."""
-    ctx = api.begin(resource, "update")
+    ctx = api.begin(resource, "update", authorize=False)
     if request.args:
         raise JsonApiError(400, "unknown_parameter", "Invalid query parameter",
                            "Relationship writes take no query parameters.", parameter=next(iter(request.args)))
