@@ -31,12 +31,15 @@ def record_change(ctx, resource, action, obj, before, after):
            changes={"before": before, "after": after})
 
 
-def record(action, *, actor_id=None, resource_type=None, resource_id=None, organization_id=None, changes=None):
+def record(action, *, actor_id=None, resource_type=None, resource_id=None, organization_id=None, changes=None,
+           ip=None):
     """Add an event to the current transaction (the caller commits it with its change)."""
+    if ip is None and has_request_context():
+        ip = request.remote_addr
     event = AuditEvent(
         actor_account_id=actor_id, action=action, resource_type=resource_type,
         resource_id=None if resource_id is None else str(resource_id), organization_id=organization_id,
-        changes=redact(changes or {}), ip=request.remote_addr if has_request_context() else None,
+        changes=redact(changes or {}), ip=ip,
     )
     db.session.add(event)
     return event

@@ -40,6 +40,10 @@ def bootstrap_admin(app):
     password = app.config.get("IAM_BOOTSTRAP_ADMIN_PASSWORD")
     if not (email and password):
         return None
+    problem = passwords.policy_problem(password)
+    if problem:
+        log.error("bootstrap admin not created: IAM_BOOTSTRAP_ADMIN_PASSWORD is refused: %s", problem)
+        return None
     with app.app_context():
         try:
             if not inspect(db.engine).has_table("account_roles"):

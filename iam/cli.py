@@ -18,9 +18,9 @@ iam = AppGroup("iam", help="Administer the IAM server.")
 
 
 def _check_password(password):
-    if not passwords.MIN_LENGTH <= len(password) <= passwords.MAX_LENGTH:
-        raise click.ClickException(
-            f"The password must be {passwords.MIN_LENGTH} to {passwords.MAX_LENGTH} characters long.")
+    problem = passwords.policy_problem(password)
+    if problem:
+        raise click.ClickException(problem)
 
 
 @iam.command("create-admin")

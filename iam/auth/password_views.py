@@ -12,7 +12,7 @@ from flask import current_app, request
 from marshmallow import Schema, fields, validate
 from sqlalchemy import func, select, update
 
-from .. import audit, mail
+from .. import audit, background, mail
 from ..extensions import db
 from ..jsonapi.errors import JsonApiError, JsonApiErrors, invalid_field
 from ..jsonapi.media import check_accept
@@ -61,18 +61,26 @@ def issue_reset_token(account, now):
 
 
 def request_reset():
+    """Always 204 at once: the lookup, the token and the mail happen on the background worker,
+    so neither the answer nor its timing tells whether the address has an account."""
     check_accept()
     args = parse_auth_body(RequestResetSchema())
-    now = utcnow()
-    account = db.session.scalars(
-        select(Account).where(func.lower(Account.email) == args["email"].strip().lower())).one_or_none()
-    if account is not None and account.is_active(now) and account.auth_type == "password":
+    app = current_app._get_current_object()
+    background.submit(_issue_reset, app, args["email"].strip().lower(), request.remote_addr)
+    return "", 204
+
+
+def _issue_reset(app, email, ip):
+    with app.app_context():
+        now = utcnow()
+        account = db.session.scalars(select(Account).where(func.lower(Account.email) == email)).one_or_none()
+        if account is None or not account.is_active(now) or account.auth_type != "password":
+            return
         _, body = issue_reset_token(account, now)
         audit.record("password_reset_requested", actor_id=account.id, resource_type="accounts",
-                     resource_id=account.id, organization_id=account.organization_id)
+                     resource_id=account.id, organization_id=account.organization_id, ip=ip)
         db.session.commit()
         mail.send(account.email, "Reset your password", body)
-    return "", 204
 
 
 def _invalid_token():
