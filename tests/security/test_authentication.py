@@ -232,3 +232,13 @@ def test_unusable_api_keys_get_the_login_401(app, client, admin_account, state):
 
 def test_api_key_login_needs_a_key(client):
     assert error_of(client.post("/auth/api/login", {}), 422)["code"] == "required"
+
+
+def test_passwords_are_checked_exactly_as_typed_and_may_be_long(app, admin, client):
+    """A 100-character password works; its truncated, lower-cased or trimmed forms do not."""
+    long_password = "Tr0ub4dor & " * 8 + "Fin!"
+    body = {"data": {"type": "accounts", "attributes": {"email": "long@example.com", "password": long_password}}}
+    assert_jsonapi(admin.post("/accounts", body), 201)
+    for wrong in (long_password[:64], long_password.lower(), long_password.strip() + " ", " " + long_password):
+        assert error_of(login(client, "long@example.com", wrong), 401)["code"] == "invalid_credentials"
+    assert_jsonapi(login(client, "long@example.com", long_password), 200)

@@ -274,3 +274,18 @@ def test_an_idle_session_ends(app, ada):
         db.session.commit()
     assert error_of(client.get("/accounts/me"), 401)
     assert error_of(refresh(app, client.refresh_token), 401)["code"] == "invalid_token"
+
+
+def test_a_session_ends_at_its_absolute_lifetime_however_active(app, ada):
+    from datetime import timedelta
+    from iam.models import AccountSession, utcnow
+    client, body = login(app, "ada@example.com")
+    expires_at = body["data"]["attributes"]["expires_at"]
+    assert expires_at  # set at login: IAM_REFRESH_TOKEN_TTL from now
+    with app.app_context():
+        session = db.session.get(AccountSession, int(client.session_id))
+        session.expires_at = utcnow() - timedelta(seconds=1)
+        session.last_used_at = utcnow()  # active a moment ago: the absolute limit still wins
+        db.session.commit()
+    assert error_of(client.get("/accounts/me"), 401)
+    assert error_of(refresh(app, client.refresh_token), 401)["code"] == "invalid_token"
