@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, event, text
 
 from iam import create_app
 from iam.extensions import db
-from tests.helpers import ApiClient, Factory
+from tests.helpers import ApiClient, Factory, delete_all_rows
 
 PG_URL = os.environ.get("IAM_TEST_DATABASE_URL")
 DATABASES = ["sqlite"] + (["postgresql"] if PG_URL else [])
@@ -58,10 +58,7 @@ def _clean_database(request):
     app = request.getfixturevalue("app")
     app.extensions["iam_limiter"].reset()
     with app.app_context():
-        db.session.remove()
-        with db.engine.begin() as conn:
-            for table in reversed(db.metadata.sorted_tables):
-                conn.execute(table.delete())
+        delete_all_rows(db)
 
 
 @pytest.fixture

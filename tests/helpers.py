@@ -171,3 +171,11 @@ def run_dev_admin(app):
         app.config["IAM_ENV"] = "test"
     assert result.exit_code == 0, result.output
     return result
+
+
+def delete_all_rows(database):
+    """Empty every table of a Flask-SQLAlchemy database, children first (call in an app context)."""
+    database.session.remove()
+    with database.engine.begin() as conn:
+        for table in reversed(database.metadata.sorted_tables):
+            conn.execute(table.delete())

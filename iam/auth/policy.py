@@ -76,7 +76,7 @@ def _own_person(principal):
     return select(Account.person_id).where(Account.id == principal.account_id).scalar_subquery()
 
 
-def _accounts(principal, grants, orgs, units):
+def _accounts(principal, orgs, units):
     parts = [Account.id == principal.account_id]
     if orgs:
         parts.append(Account.organization_id.in_(orgs))
@@ -101,7 +101,7 @@ def visible_predicate(principal, model):
         return None
     orgs, units, me = grants.read_orgs, grants.managed_units, principal.account_id
     if model is Account:
-        return _accounts(principal, grants, orgs, units)
+        return _accounts(principal, orgs, units)
     if model is Person:
         return _people(principal, orgs, units)
     if model is Organization:
@@ -120,7 +120,7 @@ def visible_predicate(principal, model):
             parts.append(Unit.id.in_(subtree(units)))
         return or_(*parts)
     if model is AccountRole:
-        return AccountRole.account.has(_accounts(principal, grants, orgs, units))
+        return AccountRole.account.has(_accounts(principal, orgs, units))
     if model in (AccountSession, ApiKey):
         parts = [model.account_id == me]
         if orgs:

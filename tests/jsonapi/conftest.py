@@ -22,6 +22,7 @@ from iam.jsonapi.jsonsql import canonical_json
 from iam.jsonapi.schema import Bool, Int, JsonApiSchema, JsonObject, Rel, Str, Timestamp
 from iam.models.types import UTCDateTime  # generic: aware UTC timestamps on both databases
 from tests.conftest import DATABASES, PG_URL, wipe_postgresql
+from tests.helpers import delete_all_rows
 
 PREFIX = "/engine"
 JSONAPI = "application/vnd.api+json"
@@ -151,10 +152,7 @@ def _clean_engine_tables(request):
         return
     app = request.getfixturevalue("engine_app")
     with app.app_context():
-        db.session.remove()
-        with db.engine.begin() as conn:
-            for table in reversed(db.metadata.sorted_tables):
-                conn.execute(table.delete())
+        delete_all_rows(db)
 
 
 @pytest.fixture
