@@ -17,6 +17,7 @@ from .resources.accounts import Accounts
 from .resources.organizational_units import OrganizationalUnits
 from .resources.organizations import Organizations
 from .resources.people import People
+from .resources.settings import Settings
 
 PREFIX = "/api/v3/iam"
 
@@ -24,7 +25,7 @@ blueprint = Blueprint("iam", __name__, url_prefix=PREFIX)
 api = Api(blueprint, db, authenticate=authenticate, policy=IamPolicy(), on_change=audit.record_change)
 
 for resource in (Accounts, People, Organizations, OrganizationalUnits, AccountRoles, AccountSessions, ApiKeys,
-                 AuditEvents):
+                 AuditEvents, Settings):
     api.register(resource)
 
 me.register(api)

@@ -26,6 +26,8 @@ from ..models import (Account, AccountRole, AccountSession, ApiKey, AuditEvent, 
                       OrganizationalUnit, Person)
 
 READ_ACTIONS = frozenset({"list", "show"})
+# Types no one but a global admin may even read.
+ADMIN_ONLY_TYPES = frozenset({"settings"})
 # Roles that carry rights on the IAM itself.
 PRIVILEGED_ROLES = frozenset({"admin", "org_admin", "ou_manager", "auditor"})
 Unit = OrganizationalUnit
@@ -163,6 +165,7 @@ WRITERS = {
     "account_roles": {"org_admin": {"create", "update", "delete"}},
     "account_sessions": {"anyone": {"delete"}},
     "api_keys": {"anyone": {"create", "update", "delete"}},
+    "organizations": {"org_admin": {"increment"}},
 }
 
 
@@ -192,11 +195,13 @@ class IamPolicy(Policy):
         principal = ctx.principal
         if principal.read_only and action not in READ_ACTIONS:
             raise forbidden("This API key is read-only.")
-        if action in READ_ACTIONS:
-            return  # visibility decides which rows exist for the caller
         grants = grants_of(principal)
         if grants.admin:
             return
+        if resource.type in ADMIN_ONLY_TYPES:
+            raise forbidden(f"Only administrators may use {resource.type}.")
+        if action in READ_ACTIONS:
+            return  # visibility decides which rows exist for the caller
         writers = WRITERS.get(resource.type, {})
         held = {"anyone"} | ({"org_admin"} if grants.admin_orgs else set()) | (
             {"ou_manager"} if grants.managed_units else set())
@@ -206,6 +211,8 @@ class IamPolicy(Policy):
             # Changing or deleting a role needs the same reach as granting it.
             if obj.name == "admin" or not _scopes_within(ctx, grants, obj.scopes or {}):
                 raise forbidden("This role is beyond what you may grant, so you may not change it.")
+        if resource.type == "organizations" and obj is not None and obj.id not in grants.admin_orgs:
+            raise forbidden("You may only do this for an organization you administer.")
         if resource.type == "accounts" and obj is not None and not _account_within_reach(ctx, grants, obj):
             # Whoever controls an account (its email, its person) controls its roles: changing an
             # account that holds rights one could not grant would be a way to obtain them.

@@ -1,8 +1,10 @@
 """accounts: who can sign in, with their roles, person and organization."""
 from email_validator import EmailNotValidError, validate_email
+from flask import request
 from marshmallow import ValidationError, validate
 from sqlalchemy import and_, func, or_, select
 
+from .. import audit, mail
 from ..auth import passwords, sessions
 from ..jsonapi import Filter, JsonApiError, JsonApiErrors, Resource
 from ..jsonapi import filters as ft
@@ -142,3 +144,26 @@ class Accounts(Resource):
         if password is not None:
             obj.password_hash = passwords.hash_password(password)
         return obj
+
+    def register_routes(self, api):
+        def accounts_password_reset(id):
+            """Mail the owner a reset link (the admin never sees or chooses the password)."""
+            from ..auth.password_views import issue_reset_token  # the one way reset tokens are made
+
+            ctx = api.begin(self, "update", authorize=False)
+            if request.args:
+                raise JsonApiError(400, "unknown_parameter", "Invalid query parameter",
+                                   "This endpoint takes no query parameters.", parameter=next(iter(request.args)))
+            account = api.load_for_change(ctx, self, id, "update")
+            if not account.is_active(ctx.now) or account.auth_type != "password":
+                raise JsonApiError(409, "account_inactive", "Conflict",
+                                   "Only an enabled, unexpired password account can reset its password.")
+            _, body = issue_reset_token(account, ctx.now)
+            audit.record("password_reset_requested", actor_id=ctx.principal.account_id, resource_type=self.type,
+                         resource_id=account.id, organization_id=account.organization_id)
+            api.commit(ctx)
+            mail.send(account.email, "Reset your password", body)
+            return "", 204
+
+        api.blueprint.add_url_rule("/accounts/<int:id>/password_reset", "accounts_password_reset",
+                                   accounts_password_reset, methods=["POST"])

@@ -4,14 +4,16 @@ Each unit keeps two derived columns: `path`, the readable names from the root
 (`/sales/emea`), and `ancestry`, the ids from the root (`/3/17/`). Moving or renaming a
 unit rewrites both for the whole subtree with one UPDATE each, inside the same transaction.
 """
+from flask import request
 from marshmallow import validate
 from sqlalchemy import func, select, update
 
-from ..jsonapi import Filter, JsonApiErrors, Resource
+from ..jsonapi import Filter, JsonApiError, JsonApiErrors, Resource
 from ..jsonapi.errors import conflict
 from ..jsonapi import filters as ft
 from ..jsonapi.schema import Int, JsonApiSchema, JsonObject, Rel, Str, Timestamp
 from ..models import OrganizationalUnit
+from ..policies import CATALOGUE, validate_policies
 
 Unit = OrganizationalUnit
 
@@ -26,7 +28,7 @@ class OrganizationalUnitSchema(JsonApiSchema):
                validate=validate.Regexp(r"^[^/]+$", error="May not contain '/'."))
     path = Str(dump_only=True)
     description = Str(allow_none=True, max_length=4096)
-    policies = JsonObject()
+    policies = JsonObject(validate=validate_policies)
     created_at = Timestamp(dump_only=True)
     updated_at = Timestamp(dump_only=True)
 
@@ -106,3 +108,19 @@ class OrganizationalUnits(Resource):
                 execution_options={"synchronize_session": False},
             )
         return obj
+
+    def register_routes(self, api):
+        def organizational_units_policies():
+            """The catalogue of policy keys a unit's `policies` may hold."""
+            api.begin(self, "list")
+            if request.args:
+                raise JsonApiError(400, "unknown_parameter", "Invalid query parameter",
+                                   "The catalogue takes no query parameters.", parameter=next(iter(request.args)))
+            data = [{"type": "policies", "id": key,
+                     "attributes": {"key": key, "value_type": value_type, "description": description}}
+                    for key, (value_type, description) in sorted(CATALOGUE.items())]
+            return api.respond({"data": data, "meta": {"count": len(data)}, "links": {"self": request.base_url},
+                                "jsonapi": {"version": "1.1"}})
+
+        api.blueprint.add_url_rule("/organizational_units/policies", "organizational_units_policies",
+                                   organizational_units_policies, methods=["GET"])

@@ -1,7 +1,9 @@
 """organizations: the tenants, with an optional usage quota."""
-from marshmallow import validate
+from flask import request
+from marshmallow import Schema, fields, validate
+from sqlalchemy import or_, update
 
-from ..jsonapi import Resource
+from ..jsonapi import JsonApiError, Resource, query
 from ..jsonapi import filters as ft
 from ..jsonapi.schema import Bool, Int, JsonApiSchema, Rel, Str, Timestamp
 from ..models import Organization
@@ -27,6 +29,10 @@ class OrganizationSchema(JsonApiSchema):
     organizational_units = Rel("organizational_units", many=True, includable=False)
 
 
+class IncrementSchema(Schema):
+    usage = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=2 ** 31 - 1))
+
+
 class Organizations(Resource):
     type = "organizations"
     aliases = ("iam/organizations",)
@@ -38,3 +44,35 @@ class Organizations(Resource):
     extra_filters = (
         search_filter([Organization.name, Organization.slug], doc="Free text over name and slug."),
     )
+
+    def register_routes(self, api):
+        from ..auth.views import parse_auth_body  # bodies like the auth endpoints': plain or data.attributes
+
+        def organizations_increment(id):
+            """Add to quota_usage in one conditional UPDATE: concurrent calls can never overshoot."""
+            ctx = api.begin(self, "increment", authorize=False)
+            spec = query.parse(request.args, self, api, collection=False)
+            organization = self.get(ctx, id)
+            api.policy.authorize(ctx, self, "increment", organization)
+            usage = parse_auth_body(IncrementSchema())["usage"]
+            model = Organization
+            added = ctx.session.execute(
+                update(model)
+                .where(model.id == organization.id,
+                       or_(model.quota_limit.is_(None), model.quota_usage + usage <= model.quota_limit),
+                       model.quota_usage <= 2 ** 31 - 1 - usage)
+                .values(quota_usage=model.quota_usage + usage, version=model.version + 1, updated_at=ctx.now)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if not added:
+                ctx.session.rollback()
+                raise JsonApiError(429, "quota_exceeded", "Quota exceeded",
+                                   f"Adding {usage} would take the organization past its quota_limit; "
+                                   "nothing was added.")
+            api.on_change(ctx, self, "increment", organization, None, {"quota_usage": f"+{usage}"})
+            api.commit(ctx)
+            ctx.session.expire_all()
+            return api.render(self, self.get(ctx, id, spec), spec, ctx)
+
+        api.blueprint.add_url_rule("/organizations/<int:id>/increment", "organizations_increment",
+                                   organizations_increment, methods=["POST"])

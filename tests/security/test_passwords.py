@@ -222,3 +222,32 @@ def test_change_needs_a_login(app):
 def test_accounts_cannot_be_created_with_weak_passwords(admin, password):
     body = {"data": {"type": "accounts", "attributes": {"email": "new@example.com", "password": password}}}
     assert error_of(admin.post("/accounts", body), 422)["source"]["pointer"] == "/data/attributes/password"
+
+
+def admin_reset(client, account):
+    return client.post(f"/accounts/{account.id}/password_reset")
+
+
+def test_an_admin_sends_the_owner_a_reset_link(app, admin, inbox, ada):
+    assert admin_reset(admin, ada).status_code == 204
+    token = token_from(inbox.wait())
+    assert inbox.messages[0]["To"] == "ada@example.com"
+    request_reset(app, "ada@example.com")
+    newer = token_from(inbox.wait(2))
+    assert token_valid(app, token) is False and token_valid(app, newer) is True  # a new token kills the older
+    assert reset(app, newer).status_code == 204
+
+
+def test_who_may_trigger_a_reset(app, admin, factory, inbox):
+    org, other = factory.organization(), factory.organization()
+    org_admin = ApiClient(app.test_client(), factory.token(factory.account(
+        organization_id=org.id, roles=[{"name": "org_admin", "scopes": {"organization": [org.id]}}])))
+    member = factory.account(email="member@example.com", organization_id=org.id)
+    outsider = factory.account(email="outsider@example.com", organization_id=other.id)
+    boss = factory.account(email="boss@example.com", organization_id=org.id, roles=["admin"])
+    assert admin_reset(org_admin, member).status_code == 204
+    assert error_of(admin_reset(org_admin, outsider), 404)["code"] == "not_found"
+    assert error_of(admin_reset(org_admin, boss), 403)["code"] == "forbidden"  # rights beyond its own
+    off = factory.account(email="off@example.com", enabled=False)
+    assert error_of(admin_reset(admin, off), 409)["code"] == "account_inactive"
+    assert inbox.wait()["To"] == "member@example.com"
