@@ -347,8 +347,9 @@ def _write_linkage(api, resource, rel, id):
         if handler is None or not rel.writable:
             raise JsonApiError(403, "read_only", "Forbidden",
                                f"{resource.type}.{rel.name} cannot be changed through this endpoint.")
-        handler(ctx, obj, rel, request.method, body)
-        api.on_change(ctx, resource, "update", obj, None, {rel.name: request.method})
+        before, after = handler(ctx, obj, rel, request.method, body)
+        api.flush(ctx)
+        api.on_change(ctx, resource, "update", obj, {rel.name: before}, {rel.name: after})
         api.commit(ctx)
         return "", 204
     if request.method != "PATCH":

@@ -53,7 +53,7 @@ class AccountSchema(JsonApiSchema):
     updated_at = Timestamp(dump_only=True)
     password = Str(load_only=True, validate=lambda value: _password_policy(value))
 
-    roles = Rel("account_roles", many=True)
+    roles = Rel("account_roles", many=True, writable=True)
     person = Rel("people", fk="person_id")
     organization = Rel("organizations", fk="organization_id")
     sessions = Rel("account_sessions", many=True, includable=False)
@@ -83,6 +83,16 @@ def _password_reset_token(op, values, ctx):
         raise JsonApiError(403, "forbidden", "Forbidden", "Only administrators may filter by password_reset_token.",
                            parameter="filter[password_reset_token]")
     return Account.password_reset_token_digest == digest(values[0])
+
+
+def _indexed(exc, index):
+    """Errors of list item `index`: /data/attributes/x becomes /data/INDEX/attributes/x."""
+    errors = exc.errors if isinstance(exc, JsonApiErrors) else [exc]
+    for error in errors:
+        pointer = error.source.get("pointer")
+        if pointer and pointer.startswith("/data"):
+            error.source["pointer"] = f"/data/{index}" + pointer[len("/data"):]
+    return JsonApiErrors(errors)
 
 
 class Accounts(Resource):
@@ -144,6 +154,58 @@ class Accounts(Resource):
         if password is not None:
             obj.password_hash = passwords.hash_password(password)
         return obj
+
+    def write_relationship(self, ctx, account, rel, method, body):
+        """PATCH /accounts/:id/relationships/roles: the account's complete list of roles.
+
+        Items are identifiers of roles the account keeps (`{"type", "id"}`) or new roles
+        (`{"type": "account_roles", "attributes": {...}}`); roles not listed are removed. POST
+        adds the new roles listed, DELETE removes the identified ones. Every grant and removal
+        passes the same checks as through /account_roles, in one transaction.
+        Returns (role names before, role names after) for the change record.
+        """
+        roles = self.registry.resource("account_roles")
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            raise JsonApiError(400, "invalid_document", "Bad request", "data must be a list.", pointer="/data")
+        current = {role.id: role for role in account.roles}
+        before = sorted(role.name for role in current.values())
+        keep, new = set(), []
+        for index, item in enumerate(body["data"]):
+            if not isinstance(item, dict) or self.registry.canonical_type(item.get("type")) != "account_roles":
+                raise JsonApiError(409 if isinstance(item, dict) else 400,
+                                   "type_mismatch" if isinstance(item, dict) else "invalid_document",
+                                   "Conflict" if isinstance(item, dict) else "Bad request",
+                                   "Each item must be an account_roles identifier or resource object.",
+                                   pointer=f"/data/{index}")
+            if "id" in item:
+                role_id = item["id"]
+                if not isinstance(role_id, str) or not role_id.isdigit() or int(role_id) not in current:
+                    raise JsonApiError(422, "not_found", "Invalid attribute",
+                                       f"This account has no role {role_id!r}.", pointer=f"/data/{index}/id")
+                keep.add(int(role_id))
+            elif method == "DELETE":
+                raise JsonApiError(400, "invalid_document", "Bad request",
+                                   "DELETE takes identifiers of roles to remove.", pointer=f"/data/{index}")
+            else:
+                new.append((index, item))
+        if method in ("PATCH", "DELETE"):
+            remove = set(current) - keep if method == "PATCH" else keep
+            for role_id in sorted(remove):
+                role = self.registry.load_for_change(ctx, roles, role_id, "delete")
+                ctx.session.delete(role)
+        if method in ("PATCH", "POST"):
+            for index, item in new:
+                attributes = dict(item.get("attributes") or {})
+                attributes["account_id"] = account.id
+                try:
+                    state = roles.load({"data": {"type": "account_roles", "attributes": attributes}}, ctx)
+                    roles.prepare(state)
+                except (JsonApiError, JsonApiErrors) as exc:
+                    raise _indexed(exc, index) from None
+                roles.create(state)
+        ctx.session.flush()
+        ctx.session.expire(account, ["roles"])
+        return before, sorted(role.name for role in account.roles)
 
     def register_routes(self, api):
         def accounts_password_reset(id):
