@@ -1,7 +1,7 @@
 """The /api/v3/iam blueprint: every resource and endpoint of the contract, registered once."""
 from flask import Blueprint
 
-from . import audit
+from . import audit, docs
 from .auth import password_views
 from .auth import views as auth_views
 from .auth.policy import IamPolicy
@@ -31,3 +31,4 @@ for resource in (Accounts, People, Organizations, OrganizationalUnits, AccountRo
 me.register(api)
 auth_views.register(api)
 password_views.register(api)
+docs.register(api)  # last: the document describes every route registered above

@@ -3,6 +3,8 @@ from urllib.parse import urlencode
 
 from flask import request
 
+from .query import DEFAULT_PAGE_SIZE
+
 JSONAPI_OBJECT = {"version": "1.1"}
 
 
@@ -60,7 +62,7 @@ def page_links(spec, has_next, total):
 
     def link(number):
         page = [("page[number]", str(number))]
-        if spec.page_given or spec.page_size != 1000:
+        if spec.page_given or spec.page_size != DEFAULT_PAGE_SIZE:
             page.append(("page[size]", str(spec.page_size)))
         return base + "?" + urlencode(pairs + page, safe="[],:")
 

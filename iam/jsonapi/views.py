@@ -328,9 +328,12 @@ def _register_relationship_routes(api, resource, rel):
             return api.respond(document)
         return _write_linkage(api, resource, rel, id)
 
+    # JSON:API: to-many relationships take PATCH, POST and DELETE, to-one only PATCH (other
+    # methods are a 405 from routing); an update the relationship does not support is a 403.
+    writes = ["PATCH", "POST", "DELETE"] if rel.many else ["PATCH"]
     bp.add_url_rule(f"/{t}/<int:id>/{name}", f"{t}_{name}_related", related_view, methods=["GET"])
     bp.add_url_rule(f"/{t}/<int:id>/relationships/{name}", f"{t}_{name}_linkage", linkage_view,
-                    methods=["GET", "PATCH", "POST", "DELETE"])
+                    methods=["GET", *writes])
 
 
 def _write_linkage(api, resource, rel, id):
@@ -342,21 +345,16 @@ def _write_linkage(api, resource, rel, id):
     body = read_json_body()
     obj = api.load_for_change(ctx, resource, id, "update")
     _check_if_match(resource, obj)
-    handler = getattr(resource, "write_relationship", None)
+    if not rel.writable or (rel.many and not hasattr(resource, "write_relationship")) \
+            or (not rel.many and rel.fk is None):
+        raise JsonApiError(403, "read_only", "Forbidden",
+                           f"{resource.type}.{rel.name} cannot be changed through this endpoint.")
     if rel.many:
-        if handler is None or not rel.writable:
-            raise JsonApiError(403, "read_only", "Forbidden",
-                               f"{resource.type}.{rel.name} cannot be changed through this endpoint.")
-        before, after = handler(ctx, obj, rel, request.method, body)
+        before, after = resource.write_relationship(ctx, obj, rel, request.method, body)
         api.flush(ctx)
         api.on_change(ctx, resource, "update", obj, {rel.name: before}, {rel.name: after})
         api.commit(ctx)
         return "", 204
-    if request.method != "PATCH":
-        raise JsonApiError(405, "method_not_allowed", "Method not allowed",
-                           "A to-one relationship is replaced with PATCH.", headers={"Allow": "GET, PATCH"})
-    if not rel.writable or rel.fk is None:
-        raise JsonApiError(403, "read_only", "Forbidden", f"{resource.type}.{rel.name} cannot be changed.")
     if not isinstance(body, dict) or "data" not in body:
         raise JsonApiError(400, "invalid_document", "Bad request", "The body must be {\"data\": ...}.", pointer="")
     linkage = body["data"]

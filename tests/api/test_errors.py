@@ -283,3 +283,11 @@ def test_hostile_patch_bodies_are_a_clean_4xx(admin, factory):
            '"name": "a\\u0000"}}}' % org.id)
     assert_clean_4xx(admin.patch(f"/organizations/{org.id}", raw=raw))
     assert admin.get(f"/organizations/{org.id}").get_json()["data"]["attributes"]["name"] == "kept"
+
+
+def test_to_one_relationships_take_only_patch(admin, admin_account):
+    """POST/DELETE are to-many verbs: on a to-one relationship they are a 405 naming what is allowed."""
+    for method in ("post", "delete"):
+        response = getattr(admin, method)(f"/accounts/{admin_account.id}/relationships/person")
+        error = error_of(response, 405)
+        assert error["code"] == "method_not_allowed" and "PATCH" in response.headers["Allow"]

@@ -1,0 +1,147 @@
+"""GET /api/v3/iam/openapi.json and /docs: the engine's generated document, plus what only IAM knows.
+
+The resources document themselves (iam/jsonapi/openapi.py). This module adds the rest:
+the title and the deliberate differences from JSON:API, and, for the endpoints that are
+not resources (logins, passwords, /accounts/me, ...), their summaries, bodies, which are
+public and which are rate limited.
+
+iam/api.py calls register(api) once every other route is on the blueprint.
+"""
+from importlib.metadata import PackageNotFoundError, version
+
+import swagger_ui_bundle
+
+from .jsonapi.openapi import register_docs, schema_ref
+from .throttle import ROUTE_LIMITS
+
+DESCRIPTION = """\
+Identity and access management: accounts, people, organizations and their units, roles,
+sessions and API keys, spoken as JSON:API 1.1 (`application/vnd.api+json`).
+
+Every operation needs `Authorization: Bearer <token>` unless it says `security: []`. Get a
+token from `POST /auth/login` (email and password) or `POST /auth/api/login` (an API key).
+
+## Deliberate differences from JSON:API 1.1
+Kept for compatibility with Pulse IAM v3 clients:
+- the all-lowercase query parameters `count` and `included` (JSON:API reserves such names;
+  the standard `include` is accepted too and means the same);
+- `*_id` attributes (`person_id`, `organization_id`, ...) beside the relationships that carry
+  the same link;
+- `application/json` is accepted for request bodies and in `Accept`;
+- `data.type` and `fields[...]` also accept the Pulse spellings `iam/accounts`, `iam/people`,
+  `iam/organizations`, `iam/organizational_units` and `iam/account/roles`;
+- the authentication and password endpoints take a plain JSON object or the same fields as
+  JSON:API `data.attributes`.
+"""
+
+
+def _version():
+    try:
+        return version("iam")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0"
+
+
+def _text(**extra):
+    return {"type": "string", **extra}
+
+
+def _fields_body(properties, required=()):
+    """Auth bodies: a plain JSON object, or the same fields as JSON:API `data.attributes`."""
+    plain = {"type": "object", "properties": properties, **({"required": list(required)} if required else {})}
+    wrapped = {"type": "object", "required": ["data"], "properties": {"data": {
+        "type": "object", "required": ["attributes"],
+        "properties": {"type": {"type": "string"}, "attributes": plain}}}}
+    return {"anyOf": [plain, wrapped]}
+
+
+_SECRET = {"writeOnly": True, "format": "password"}
+
+# Logins answer with the new account_sessions resource and the tokens in meta.
+_SESSION = {"description": "The new session; the tokens are in `meta`.", "content": {
+    "application/vnd.api+json": {"schema": {"allOf": [schema_ref("account_sessions"), {
+        "type": "object", "properties": {"meta": {"type": "object", "properties": {
+            "token": _text(description="Access token, for `Authorization: Bearer`."),
+            "token_type": _text(enum=["Bearer"]),
+            "expires_at": _text(format="date-time"),
+            "account_id": _text(),
+            "refresh_token": _text(description="Works once, at POST /auth/refresh (not for API-key logins)."),
+            "refresh_expires_at": _text(format="date-time")}}}}]}}}}
+
+OPERATIONS = {
+    "POST /auth/login": {
+        "public": True, "summary": "Log in with email and password",
+        "description": "Every failure (unknown email, wrong password, disabled, expired or locked account) "
+                       "answers the same 401; repeated failures from one address answer 429.",
+        "body": _fields_body({"email": _text(format="email"), "password": _text(**_SECRET)},
+                             ("email", "password")),
+        "responses": {"200": _SESSION}, "errors": ("401",)},
+    "POST /auth/api/login": {
+        "public": True, "summary": "Log in with an API key",
+        "body": _fields_body({"key": _text(**_SECRET, description="The key (Pulse name)."),
+                              "api_key": _text(**_SECRET, description="The key (same as key).")}),
+        "responses": {"200": _SESSION}, "errors": ("401",)},
+    "POST /auth/refresh": {
+        "public": True, "summary": "Trade a refresh token for a new pair",
+        "description": "A refresh token works once: presenting a used one ends the whole session.",
+        "body": _fields_body({"refresh_token": _text(**_SECRET)}, ("refresh_token",)),
+        "responses": {"200": _SESSION}, "errors": ("401",)},
+    "POST /auth/logout": {
+        "summary": "End the caller's session", "body": None, "responses": {"204": "Session ended."}},
+    "POST /account/passwords/request_reset": {
+        "public": True, "summary": "Mail a password-reset token",
+        "description": "Answers 204 whether or not the address has an account.",
+        "body": _fields_body({"email": _text(format="email")}, ("email",)),
+        "responses": {"204": "Accepted."}},
+    "POST /account/passwords/reset": {
+        "public": True, "summary": "Set a new password with a reset token",
+        "description": "The token works once and for one hour; every session of the account ends.",
+        "body": _fields_body({"token": _text(**_SECRET), "password": _text(**_SECRET)}, ("token", "password")),
+        "responses": {"204": "Password changed."}},
+    "GET /account/passwords/token_valid": {
+        "public": True, "summary": "Whether a reset token is still valid",
+        "parameters": [{"name": "token", "in": "query", "required": True, "schema": _text()}],
+        "responses": {"200": {"description": "`meta.valid`.", "content": {"application/vnd.api+json": {
+            "schema": {"type": "object", "properties": {"meta": {"type": "object", "properties": {
+                "valid": {"type": "boolean"}}}}}}}}}},
+    "POST /account/passwords/change": {
+        "summary": "Change the caller's password", "description": "The caller's other sessions end.",
+        "body": _fields_body({"current_password": _text(**_SECRET), "new_password": _text(**_SECRET)},
+                             ("current_password", "new_password")),
+        "responses": {"204": "Password changed."}},
+    "POST /invitations/accept": {
+        "public": True, "summary": "Accept an invitation", "responses": {"200": _SESSION}},
+    "GET /accounts/me": {"resource": "accounts", "summary": "The caller's own account", "errors": ("404",)},
+    "PATCH /accounts/me": {
+        "resource": "accounts", "summary": "Self-service changes to the caller's own account",
+        "description": "Any other attribute, and any relationship, is a 403. Changing `email` needs "
+                       "`current_password`.",
+        "body": {"type": "object", "required": ["data"], "properties": {"data": {
+            "type": "object", "required": ["type"], "properties": {
+                "type": _text(enum=["accounts", "iam/accounts"]),
+                "id": _text(description="The caller's own account id, or left out."),
+                "attributes": {"type": "object", "properties": {
+                    "preferences": {"type": "object"},
+                    "consent_given": {"type": "boolean", "description": "Sets or clears consent_given_at."},
+                    "first_name": _text(maxLength=255), "last_name": _text(maxLength=255),
+                    "email": _text(format="email"),
+                    "current_password": _text(**_SECRET)}}}}}},
+        "errors": ("404", "409")},
+    "POST /accounts/{id}/password_reset": {
+        "summary": "Mail the owner a password-reset link", "body": None,
+        "responses": {"204": "Mailed."}, "errors": ("404", "409")},
+    "POST /api_keys/{id}/revoke": {
+        "resource": "api_keys", "summary": "Revoke an API key", "body": None, "errors": ("404",)},
+    "POST /organizations/{id}/increment": {
+        "resource": "organizations", "summary": "Add to quota_usage atomically",
+        "description": "Past `quota_limit` it is a 429 and nothing is added.",
+        "body": _fields_body({"usage": {"type": "integer", "minimum": 1}}, ("usage",)), "errors": ("404", "429")},
+}
+# The rate-limited endpoints can also answer 429.
+for _endpoint in ROUTE_LIMITS:
+    OPERATIONS.setdefault(_endpoint, {})["errors"] = ("429",)
+
+INFO = {"title": "IAM API", "version": _version(), "description": DESCRIPTION}
+
+def register(api):
+    register_docs(api, INFO, swagger_ui_bundle.swagger_ui_path, OPERATIONS)
