@@ -78,6 +78,10 @@ def load(instance_path, env=None, overrides=None):
         # Where a reset mail sends people: an application page taking ?token=... ({token} is
         # replaced); empty: the mail carries the token and the API call that uses it.
         "IAM_PASSWORD_RESET_URL": env.get("IAM_PASSWORD_RESET_URL", ""),
+        # The page an invitation mail links to ({token} replaced); empty: the mail carries the token.
+        "IAM_INVITATION_URL": env.get("IAM_INVITATION_URL", ""),
+        "IAM_INVITATION_TTL": _int_env(env, "IAM_INVITATION_TTL", 72 * 3600),
+        "IAM_INVITATION_RATE_LIMIT": env.get("IAM_INVITATION_RATE_LIMIT", "10 per 10 minutes"),
         "IAM_RATELIMIT_STORAGE_URL": env.get("IAM_RATELIMIT_STORAGE_URL", "memory://"),
         # Per client address (limits syntax, e.g. "20 per 10 minutes"); logins count failures only.
         "IAM_LOGIN_RATE_LIMIT": env.get("IAM_LOGIN_RATE_LIMIT", "20 per 10 minutes"),

@@ -34,6 +34,8 @@ ROUTE_LIMITS = {
     "iam.password_change": ("IAM_LOGIN_RATE_LIMIT", _failed),
     # PATCH /accounts/me checks current_password when the email changes.
     "iam.accounts_me": ("IAM_LOGIN_RATE_LIMIT", _failed),
+    "iam.invitations_accept": ("IAM_INVITATION_RATE_LIMIT", _failed),
+    "iam.invitations_resend": ("IAM_INVITATION_RATE_LIMIT", None),
 }
 
 

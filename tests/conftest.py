@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, event, text
 
 from iam import create_app
 from iam.extensions import db
-from tests.helpers import ApiClient, Factory, delete_all_rows
+from tests.helpers import ApiClient, Factory, Inbox, delete_all_rows, free_port
 
 PG_URL = os.environ.get("IAM_TEST_DATABASE_URL")
 DATABASES = ["sqlite"] + (["postgresql"] if PG_URL else [])
@@ -118,3 +118,17 @@ def count_queries(app):
             event.remove(engine, "before_cursor_execute", listener)
 
     return counter
+
+
+@pytest.fixture
+def smtp_inbox(app):
+    """A real SMTP server on 127.0.0.1 for the duration of a test; the app sends its mail there."""
+    from aiosmtpd.controller import Controller
+
+    handler = Inbox()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    app.config["IAM_MAIL_URL"] = f"smtp://127.0.0.1:{controller.port}"
+    yield handler
+    app.config["IAM_MAIL_URL"] = ""
+    controller.stop()

@@ -1,5 +1,9 @@
 """Helpers for tests: a JSON:API client, row factories and document assertions."""
 import json
+import socket
+import threading
+import time
+from email import message_from_bytes
 from datetime import timedelta
 
 from iam.auth import passwords
@@ -179,3 +183,29 @@ def delete_all_rows(database):
     with database.engine.begin() as conn:
         for table in reversed(database.metadata.sorted_tables):
             conn.execute(table.delete())
+
+
+class Inbox:
+    def __init__(self):
+        self.messages = []
+        self.arrived = threading.Condition()
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        with self.arrived:
+            self.messages.append(message_from_bytes(envelope.content))
+            self.arrived.notify_all()
+        return "250 OK"
+
+    def wait(self, count=1, timeout=10):
+        deadline = time.monotonic() + timeout
+        with self.arrived:
+            while len(self.messages) < count and time.monotonic() < deadline:
+                self.arrived.wait(deadline - time.monotonic())
+        assert len(self.messages) >= count, f"expected {count} message(s), got {len(self.messages)}"
+        return self.messages[count - 1]
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

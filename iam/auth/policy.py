@@ -22,7 +22,7 @@ from sqlalchemy import false, or_, select
 
 from ..jsonapi import JsonApiErrors, Policy
 from ..jsonapi.errors import forbidden
-from ..models import (Account, AccountRole, AccountSession, ApiKey, AuditEvent, Organization,
+from ..models import (Account, AccountRole, AccountSession, ApiKey, AuditEvent, Invitation, Organization,
                       OrganizationalUnit, Person)
 
 READ_ACTIONS = frozenset({"list", "show"})
@@ -128,6 +128,8 @@ def visible_predicate(principal, model):
         if orgs:
             parts.append(model.account.has(Account.organization_id.in_(orgs)))
         return or_(*parts)
+    if model is Invitation:
+        return Invitation.organization_id.in_(orgs) if orgs else false()
     if model is AuditEvent:  # "admins and auditors of the organizations concerned"
         return AuditEvent.organization_id.in_(orgs) if orgs else false()
     return false()
@@ -145,8 +147,8 @@ def writable_predicate(principal, model):
         return or_(*parts) if parts else false()
     if model is Person:
         return _people(principal, orgs, units, own=False)
-    if model is Unit:
-        return Unit.organization_id.in_(orgs) if orgs else false()
+    if model in (Unit, Invitation):
+        return model.organization_id.in_(orgs) if orgs else false()
     if model is AccountRole:
         return AccountRole.account.has(Account.organization_id.in_(orgs)) if orgs else false()
     if model in (AccountSession, ApiKey):
@@ -166,6 +168,7 @@ WRITERS = {
     "account_sessions": {"anyone": {"delete"}},
     "api_keys": {"anyone": {"create", "update", "delete"}},
     "organizations": {"org_admin": {"increment"}},
+    "invitations": {"org_admin": {"create", "delete", "resend"}},
 }
 
 
@@ -227,7 +230,7 @@ class IamPolicy(Policy):
                 and not grants.admin_orgs:
             errors.append(forbidden("Only organization admins may move this to another organization.",
                                     pointer=state.pointer("organization_id")))
-        if resource.type in ("accounts", "people", "organizational_units") and state.creating:
+        if resource.type in ("accounts", "people", "organizational_units", "invitations") and state.creating:
             if state.get("organization_id") not in grants.admin_orgs:
                 errors.append(forbidden("You may only create this inside an organization you administer.",
                                         pointer=state.pointer("organization_id")))
@@ -238,6 +241,11 @@ class IamPolicy(Policy):
                                             pointer=state.pointer(attr)))
         if resource.type == "account_roles":
             errors.extend(_role_errors(ctx, grants, state))
+        if resource.type == "invitations":  # roles granted on acceptance: the same reach as granting them
+            for index, role in enumerate(state.get("roles") or []):
+                if role["name"] == "admin" or not _scopes_within(ctx, grants, role.get("scopes") or {}):
+                    errors.append(forbidden("You may only invite with roles you could grant yourself.",
+                                            pointer=f"{state.pointer('roles')}/{index}"))
         if resource.type == "api_keys" and state.creating and state.get("account_id") != ctx.principal.account_id:
             # A key acts as its account: minting one for someone else needs full reach over them.
             account = ctx.session.get(Account, state.get("account_id"))

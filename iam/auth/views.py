@@ -84,7 +84,7 @@ def login_failed():
                         headers={"WWW-Authenticate": 'Bearer realm="iam"'})
 
 
-def _session_document(api, session, now, refresh_token=None):
+def session_document(api, session, now, refresh_token=None):
     """Like a login: `data` the session resource, the tokens in `meta`."""
     token, expires_at = issue_access_token(session.account_id, session.id, now, not_after=session.expires_at)
     ctx = api.context(principal=None, authenticate=False)
@@ -134,7 +134,7 @@ def login(api):
     audit.record("login", actor_id=account.id, resource_type="account_sessions", resource_id=session.id,
                  organization_id=account.organization_id)
     db.session.commit()
-    return _session_document(api, session, now, refresh_token)
+    return session_document(api, session, now, refresh_token)
 
 
 def api_login(api):
@@ -157,7 +157,7 @@ def api_login(api):
     audit.record("login", actor_id=key.account_id, resource_type="api_keys", resource_id=key.id,
                  organization_id=key.account.organization_id)
     db.session.commit()
-    return _session_document(api, session, now)
+    return session_document(api, session, now)
 
 
 def refresh(api):
@@ -170,7 +170,7 @@ def refresh(api):
         raise JsonApiError(401, "invalid_token", "Unauthenticated",
                            "The refresh token is invalid, used or expired; log in again.") from None
     db.session.commit()
-    return _session_document(api, session, now, refresh_token)
+    return session_document(api, session, now, refresh_token)
 
 
 def logout(api):

@@ -77,6 +77,7 @@ class WriteState:
         self.pointers = pointers
         self.obj = obj
         self.meta = {}  # added to the response document's meta (e.g. a secret shown once)
+        self.after_commit = []  # callables run once the write is committed (e.g. sending mail)
 
     @property
     def creating(self):

@@ -179,6 +179,8 @@ class Api:
         self.on_change(ctx, resource, "create" if state.creating else "update", obj, before,
                        snapshot(resource, obj, list(state.values)))
         self.commit(ctx)
+        for callback in state.after_commit:
+            callback()
         fresh = resource.get(ctx, obj.id, spec)
         headers = {"Location": f"{ctx.base_url}/{resource.type}/{obj.id}"} if status == 201 else None
         return self.render(resource, fresh, spec, ctx, status, headers, meta=state.meta)

@@ -3,11 +3,12 @@ from .account import ACCOUNT_TYPES, AUTH_TYPES, Account, AccountRole, ApiKey
 from .organization import Organization, OrganizationalUnit
 from .person import Person
 from .session import SESSION_STATUSES, AccountSession, AuditEvent, RefreshToken
+from .invitation import INVITATION_STATUSES, Invitation
 from .setting import Setting
 from .types import utcnow
 
 __all__ = [
     "ACCOUNT_TYPES", "AUTH_TYPES", "Account", "AccountRole", "ApiKey",
     "Organization", "OrganizationalUnit", "Person", "utcnow",
-    "SESSION_STATUSES", "AccountSession", "AuditEvent", "RefreshToken", "Setting",
+    "SESSION_STATUSES", "AccountSession", "AuditEvent", "RefreshToken", "Setting", "INVITATION_STATUSES", "Invitation",
 ]

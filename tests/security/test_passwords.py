@@ -1,14 +1,11 @@
 """Password resets (through a real SMTP server on 127.0.0.1), changes and the password policy."""
 import logging
 import re
-import socket
 import threading
 import time
 from datetime import timedelta
-from email import message_from_bytes
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import text
 
 from iam.extensions import db
@@ -19,41 +16,11 @@ RESET_URL = "https://app.example/reset?token={token}"
 NEW_PASSWORD = "a brand new passphrase"
 
 
-class Inbox:
-    def __init__(self):
-        self.messages = []
-        self.arrived = threading.Condition()
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
-        with self.arrived:
-            self.messages.append(message_from_bytes(envelope.content))
-            self.arrived.notify_all()
-        return "250 OK"
-
-    def wait(self, count=1, timeout=10):
-        deadline = time.monotonic() + timeout
-        with self.arrived:
-            while len(self.messages) < count and time.monotonic() < deadline:
-                self.arrived.wait(deadline - time.monotonic())
-        assert len(self.messages) >= count, f"expected {count} message(s), got {len(self.messages)}"
-        return self.messages[count - 1]
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
-def inbox(app):
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    app.config.update(IAM_MAIL_URL=f"smtp://127.0.0.1:{controller.port}", IAM_PASSWORD_RESET_URL=RESET_URL)
-    yield handler
-    app.config.update(IAM_MAIL_URL="", IAM_PASSWORD_RESET_URL="")
-    controller.stop()
+def inbox(app, smtp_inbox):
+    app.config["IAM_PASSWORD_RESET_URL"] = RESET_URL
+    yield smtp_inbox
+    app.config["IAM_PASSWORD_RESET_URL"] = ""
 
 
 def token_from(message):
