@@ -13,6 +13,7 @@ from .resources.account_roles import AccountRoles
 from .resources.account_sessions import AccountSessions
 from .resources.api_keys import ApiKeys
 from .resources.audit_events import AuditEvents
+from .resources.groups import Groups
 from .resources.invitations import Invitations
 from .resources.accounts import Accounts
 from .resources.organizational_units import OrganizationalUnits
@@ -26,7 +27,7 @@ blueprint = Blueprint("iam", __name__, url_prefix=PREFIX)
 api = Api(blueprint, db, authenticate=authenticate, policy=IamPolicy(), on_change=audit.record_change)
 
 for resource in (Accounts, People, Organizations, OrganizationalUnits, AccountRoles, AccountSessions, ApiKeys,
-                 AuditEvents, Settings, Invitations):
+                 AuditEvents, Settings, Invitations, Groups):
     api.register(resource)
 
 me.register(api)

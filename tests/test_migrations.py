@@ -13,7 +13,7 @@ from tests.conftest import DATABASES, PG_URL, wipe_postgresql
 
 SCHEMA = "iam_migration_test"
 TABLES = {"organizations", "organizational_units", "people", "accounts", "account_roles", "api_keys",
-          "account_sessions", "refresh_tokens", "audit_events", "settings", "invitations"}
+          "account_sessions", "refresh_tokens", "audit_events", "settings", "invitations", "groups", "group_members"}
 
 
 @pytest.fixture(params=DATABASES)

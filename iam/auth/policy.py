@@ -22,8 +22,8 @@ from sqlalchemy import false, or_, select
 
 from ..jsonapi import JsonApiErrors, Policy
 from ..jsonapi.errors import forbidden
-from ..models import (Account, AccountRole, AccountSession, ApiKey, AuditEvent, Invitation, Organization,
-                      OrganizationalUnit, Person)
+from ..models import (Account, AccountRole, AccountSession, ApiKey, AuditEvent, Group, Invitation, Organization,
+                      OrganizationalUnit, Person, group_members)
 
 READ_ACTIONS = frozenset({"list", "show"})
 # Types no one but a global admin may even read.
@@ -130,6 +130,11 @@ def visible_predicate(principal, model):
         return or_(*parts)
     if model is Invitation:
         return Invitation.organization_id.in_(orgs) if orgs else false()
+    if model is Group:  # one's own groups, and every group of the organizations one reads
+        parts = [Group.members.any(Account.id == me)]
+        if orgs:
+            parts.append(Group.organization_id.in_(orgs))
+        return or_(*parts)
     if model is AuditEvent:  # "admins and auditors of the organizations concerned"
         return AuditEvent.organization_id.in_(orgs) if orgs else false()
     return false()
@@ -147,7 +152,7 @@ def writable_predicate(principal, model):
         return or_(*parts) if parts else false()
     if model is Person:
         return _people(principal, orgs, units, own=False)
-    if model in (Unit, Invitation):
+    if model in (Unit, Invitation, Group):
         return model.organization_id.in_(orgs) if orgs else false()
     if model is AccountRole:
         return AccountRole.account.has(Account.organization_id.in_(orgs)) if orgs else false()
@@ -169,6 +174,7 @@ WRITERS = {
     "api_keys": {"anyone": {"create", "update", "delete"}},
     "organizations": {"org_admin": {"increment"}},
     "invitations": {"org_admin": {"create", "delete", "resend"}},
+    "groups": {"org_admin": {"create", "update", "delete"}},
 }
 
 
@@ -214,6 +220,11 @@ class IamPolicy(Policy):
             # Changing or deleting a role needs the same reach as granting it.
             if obj.name == "admin" or not _scopes_within(ctx, grants, obj.scopes or {}):
                 raise forbidden("This role is beyond what you may grant, so you may not change it.")
+        if resource.type == "groups" and obj is not None and not all(
+                role["name"] != "admin" and _scopes_within(ctx, grants, role.get("scopes") or {})
+                for role in obj.roles or []):
+            # Changing a group (or who is in it) hands out its roles.
+            raise forbidden("This group carries roles beyond what you may grant, so you may not change it.")
         if resource.type == "organizations" and obj is not None and obj.id not in grants.admin_orgs:
             raise forbidden("You may only do this for an organization you administer.")
         if resource.type == "accounts" and obj is not None and not _account_within_reach(ctx, grants, obj):
@@ -230,7 +241,8 @@ class IamPolicy(Policy):
                 and not grants.admin_orgs:
             errors.append(forbidden("Only organization admins may move this to another organization.",
                                     pointer=state.pointer("organization_id")))
-        if resource.type in ("accounts", "people", "organizational_units", "invitations") and state.creating:
+        if resource.type in ("accounts", "people", "organizational_units", "invitations", "groups") \
+                and state.creating:
             if state.get("organization_id") not in grants.admin_orgs:
                 errors.append(forbidden("You may only create this inside an organization you administer.",
                                         pointer=state.pointer("organization_id")))
@@ -241,7 +253,7 @@ class IamPolicy(Policy):
                                             pointer=state.pointer(attr)))
         if resource.type == "account_roles":
             errors.extend(_role_errors(ctx, grants, state))
-        if resource.type == "invitations":  # roles granted on acceptance: the same reach as granting them
+        if resource.type in ("invitations", "groups"):  # roles their members get: the reach to grant them
             for index, role in enumerate(state.get("roles") or []):
                 if role["name"] == "admin" or not _scopes_within(ctx, grants, role.get("scopes") or {}):
                     errors.append(forbidden("You may only invite with roles you could grant yourself.",
@@ -269,14 +281,25 @@ def _role_errors(ctx, grants, state):
 
 
 def _account_within_reach(ctx, grants, account):
-    """Every IAM role of the account (valid now or later) is one the caller could grant."""
+    """Every IAM role of the account (valid now or later, held directly or through a group) is
+    one the caller could grant."""
     roles = ctx.session.scalars(select(AccountRole).where(AccountRole.account_id == account.id,
                                                           AccountRole.name.in_(PRIVILEGED_ROLES))).all()
+    group_roles = ctx.session.scalars(select(Group.roles).join(group_members, group_members.c.group_id == Group.id)
+                                      .where(group_members.c.account_id == account.id)).all()
+    roles = list(roles) + [_RoleView(r["name"], r.get("scopes") or {}) for listed in group_roles for r in listed
+                           if r["name"] in PRIVILEGED_ROLES]
     if not roles:
         return True
     if account.organization_id not in grants.admin_orgs:
         return False  # an ou_manager's reach: accounts without IAM rights only
     return all(role.name != "admin" and _scopes_within(ctx, grants, role.scopes or {}) for role in roles)
+
+
+@dataclass(frozen=True)
+class _RoleView:
+    name: str
+    scopes: dict
 
 
 def _scopes_within(ctx, grants, scopes):

@@ -21,6 +21,23 @@ from .tokens import InvalidToken, decode_access_token
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
+@dataclass(frozen=True)
+class GroupRole:
+    """A role held through membership of a group (valid while a member)."""
+
+    name: str
+    scopes: dict
+    group_id: int
+
+
+def effective_roles(account, now):
+    """The roles an account holds now: its own valid ones and those of its groups."""
+    direct = [r for r in account.roles if r.is_valid(now)]
+    through_groups = [GroupRole(role["name"], role.get("scopes") or {}, group.id)
+                      for group in account.groups for role in (group.roles or [])]
+    return direct + through_groups
+
+
 @dataclass
 class Principal:
     account: Account
@@ -57,7 +74,9 @@ def load_principal(account_id, session_id, now=None):
     now = now or utcnow()
     session = db.session.scalars(
         select(AccountSession).where(AccountSession.id == session_id, AccountSession.account_id == account_id)
-        .options(joinedload(AccountSession.account).selectinload(Account.roles), joinedload(AccountSession.api_key))
+        .options(joinedload(AccountSession.account).selectinload(Account.roles),
+                 joinedload(AccountSession.account).selectinload(Account.groups),
+                 joinedload(AccountSession.api_key))
     ).unique().one_or_none()
     if session is None or not session.is_active(now, idle_timeout()) or not session.account.is_active(now):
         return None
@@ -67,7 +86,7 @@ def load_principal(account_id, session_id, now=None):
         session.last_used_at = now
         db.session.commit()
     account = session.account
-    return Principal(account, session, [r for r in account.roles if r.is_valid(now)])
+    return Principal(account, session, effective_roles(account, now))
 
 
 def authenticate():

@@ -91,6 +91,17 @@ def contains_any(column, key, values, dialect):
     return or_(*(contains(column, {key: [v]}, dialect) for v in values))
 
 
+def array_has_object_with(column, key, values, dialect):
+    """`column` is an array holding an object whose `key` is one of `values` (strings)."""
+    if dialect == "postgresql":
+        element = func.jsonb_array_elements(column).table_valued("value")
+        field = element.c.value.op("->>")(literal(key, String))
+    else:
+        element = func.json_each(column).table_valued("value")
+        field = func.json_extract(element.c.value, f'$."{key}"')
+    return exists(select(literal(1)).select_from(element).where(field.in_(list(values))))
+
+
 def has_key(column, key, dialect):
     """`column` is an object with `key` present (whatever its value)."""
     if dialect == "postgresql":

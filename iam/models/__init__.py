@@ -3,12 +3,13 @@ from .account import ACCOUNT_TYPES, AUTH_TYPES, Account, AccountRole, ApiKey
 from .organization import Organization, OrganizationalUnit
 from .person import Person
 from .session import SESSION_STATUSES, AccountSession, AuditEvent, RefreshToken
+from .group import Group, group_members
 from .invitation import INVITATION_STATUSES, Invitation
 from .setting import Setting
 from .types import utcnow
 
 __all__ = [
-    "ACCOUNT_TYPES", "AUTH_TYPES", "Account", "AccountRole", "ApiKey",
-    "Organization", "OrganizationalUnit", "Person", "utcnow",
-    "SESSION_STATUSES", "AccountSession", "AuditEvent", "RefreshToken", "Setting", "INVITATION_STATUSES", "Invitation",
+    "ACCOUNT_TYPES", "AUTH_TYPES", "Account", "AccountRole", "ApiKey", "Organization",
+    "OrganizationalUnit", "Person", "utcnow", "SESSION_STATUSES", "AccountSession", "AuditEvent",
+    "RefreshToken", "Setting", "INVITATION_STATUSES", "Invitation", "Group", "group_members",
 ]

@@ -40,6 +40,8 @@ class Account(Timestamped, db.Model):
     api_keys = relationship("ApiKey", back_populates="account", cascade="all, delete-orphan", passive_deletes=True)
     sessions = relationship("AccountSession", back_populates="account", cascade="all, delete-orphan",
                             passive_deletes=True)
+    groups = relationship("Group", secondary="group_members", back_populates="members", passive_deletes=True,
+                          order_by="Group.id")
 
     def is_active(self, now=None):
         now = now or utcnow()

@@ -9,7 +9,8 @@ from ..auth import passwords, sessions
 from ..jsonapi import Filter, JsonApiError, JsonApiErrors, Resource
 from ..jsonapi import filters as ft
 from ..jsonapi.schema import Bool, Int, JsonApiSchema, JsonObject, Rel, Str, Timestamp
-from ..models import ACCOUNT_TYPES, AUTH_TYPES, Account, AccountRole, OrganizationalUnit, Person
+from ..jsonapi import jsonsql
+from ..models import ACCOUNT_TYPES, AUTH_TYPES, Account, AccountRole, Group, OrganizationalUnit, Person
 from .common import digest, search_filter, through
 
 
@@ -58,6 +59,7 @@ class AccountSchema(JsonApiSchema):
     organization = Rel("organizations", fk="organization_id")
     sessions = Rel("account_sessions", many=True, includable=False)
     api_keys = Rel("api_keys", many=True, includable=False)
+    groups = Rel("groups", many=True)
 
 
 def _ou_accounts(op, values, ctx):
@@ -72,9 +74,10 @@ def _ou_accounts(op, values, ctx):
 
 
 def _role_name(op, values, ctx):
-    """Accounts holding a role of one of these names that is valid now."""
+    """Accounts holding a role of one of these names that is valid now, directly or through a group."""
     names = AccountRole.name == values[0] if len(values) == 1 else AccountRole.name.in_(values)
-    return Account.roles.any(and_(names, AccountRole.valid_at(ctx.now)))
+    direct = Account.roles.any(and_(names, AccountRole.valid_at(ctx.now)))
+    return or_(direct, Account.groups.any(jsonsql.array_has_object_with(Group.roles, "name", values, ctx.dialect)))
 
 
 def _password_reset_token(op, values, ctx):

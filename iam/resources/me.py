@@ -25,7 +25,14 @@ def show(api):
     ctx, resource = _me(api)
     spec = query.parse(request.args, resource, api, collection=False)
     obj = resource.get(ctx, ctx.principal.account_id, spec)
-    return api.render(resource, obj, spec, ctx)
+    return api.render(resource, obj, spec, ctx, meta={"effective_roles": [_describe(r) for r in ctx.principal.roles]})
+
+
+def _describe(role):
+    """A role the caller holds now, and where it comes from."""
+    source = {"source": "group", "group_id": str(role.group_id)} if hasattr(role, "group_id") else \
+        {"source": "direct", "role_id": str(role.id)}
+    return {"name": role.name, "scopes": role.scopes or {}, **source}
 
 
 def _attributes(body, account_id, api):
