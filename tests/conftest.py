@@ -132,3 +132,18 @@ def smtp_inbox(app):
     yield handler
     app.config["IAM_MAIL_URL"] = ""
     controller.stop()
+
+
+@pytest.fixture
+def live_server(app):
+    """The app on a real socket (127.0.0.1, a free port) for clients that speak HTTP themselves."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=5)

@@ -7,11 +7,8 @@ import json
 import os
 import re
 import subprocess
-import threading
 from pathlib import Path
 
-import pytest
-from werkzeug.serving import make_server
 
 from tests.helpers import run_dev_admin
 
@@ -21,16 +18,6 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 def first_login_example():
     blocks = re.findall(r"```sh\n(.*?)```", README.read_text(), re.S)
     return next(block for block in blocks if "/accounts/me" in block and "auth/login" in block)
-
-
-@pytest.fixture
-def live_server(app):
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=5)
 
 
 def test_readme_login_example_prints_my_account(app, live_server, tmp_path):

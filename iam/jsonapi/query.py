@@ -118,6 +118,13 @@ def parse(args, resource, registry, collection=True):
     return spec
 
 
+def refuse_parameters(args, what="This endpoint"):
+    """A 400 naming the first query parameter, for endpoints that take none."""
+    if args:
+        name = next(iter(args))
+        raise bad_parameter(name, f"{what} takes no query parameters.", code="unknown_parameter")
+
+
 def _single(raw_key, values, bracket):
     if bracket or len(values) != 1:
         raise bad_parameter(raw_key, f"{raw_key} takes exactly one value.")

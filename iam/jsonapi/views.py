@@ -240,9 +240,7 @@ def _register_routes(api, resource):
 
     def delete_view(id):
         ctx = api.begin(resource, "delete", authorize=False)
-        if request.args:
-            raise JsonApiError(400, "unknown_parameter", "Invalid query parameter",
-                               "DELETE takes no query parameters.", parameter=next(iter(request.args)))
+        query.refuse_parameters(request.args, "DELETE")
         obj = api.load_for_change(ctx, resource, id, "delete")
         _check_if_match(resource, obj)
         before = snapshot(resource, obj)
@@ -341,9 +339,7 @@ def _register_relationship_routes(api, resource, rel):
 def _write_linkage(api, resource, rel, id):
     """PATCH a to-one relationship backed by a foreign key; to-many writes are the resource's."""
     ctx = api.begin(resource, "update", authorize=False)
-    if request.args:
-        raise JsonApiError(400, "unknown_parameter", "Invalid query parameter",
-                           "Relationship writes take no query parameters.", parameter=next(iter(request.args)))
+    query.refuse_parameters(request.args, "A relationship write")
     body = read_json_body()
     obj = api.load_for_change(ctx, resource, id, "update")
     _check_if_match(resource, obj)

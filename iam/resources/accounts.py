@@ -6,7 +6,7 @@ from sqlalchemy import and_, func, or_, select
 
 from .. import audit, mail
 from ..auth import passwords, sessions
-from ..jsonapi import Filter, JsonApiError, JsonApiErrors, Resource
+from ..jsonapi import Filter, JsonApiError, JsonApiErrors, Resource, query
 from ..jsonapi import filters as ft
 from ..jsonapi.schema import Bool, Int, JsonApiSchema, JsonObject, Rel, Str, Timestamp
 from ..jsonapi import jsonsql
@@ -216,9 +216,7 @@ class Accounts(Resource):
             from ..auth.password_views import issue_reset_token  # the one way reset tokens are made
 
             ctx = api.begin(self, "update", authorize=False)
-            if request.args:
-                raise JsonApiError(400, "unknown_parameter", "Invalid query parameter",
-                                   "This endpoint takes no query parameters.", parameter=next(iter(request.args)))
+            query.refuse_parameters(request.args)
             account = api.load_for_change(ctx, self, id, "update")
             if not account.is_active(ctx.now) or account.auth_type != "password":
                 raise JsonApiError(409, "account_inactive", "Conflict",

@@ -8,7 +8,7 @@ from flask import request
 from marshmallow import validate
 from sqlalchemy import func, select, update
 
-from ..jsonapi import Filter, JsonApiError, JsonApiErrors, Resource
+from ..jsonapi import Filter, JsonApiErrors, Resource, query
 from ..jsonapi.errors import conflict
 from ..jsonapi import filters as ft
 from ..jsonapi.schema import Int, JsonApiSchema, JsonObject, Rel, Str, Timestamp
@@ -113,9 +113,7 @@ class OrganizationalUnits(Resource):
         def organizational_units_policies():
             """The catalogue of policy keys a unit's `policies` may hold."""
             api.begin(self, "list")
-            if request.args:
-                raise JsonApiError(400, "unknown_parameter", "Invalid query parameter",
-                                   "The catalogue takes no query parameters.", parameter=next(iter(request.args)))
+            query.refuse_parameters(request.args, "The catalogue")
             data = [{"type": "policies", "id": key,
                      "attributes": {"key": key, "value_type": value_type, "description": description}}
                     for key, (value_type, description) in sorted(CATALOGUE.items())]

@@ -1,10 +1,7 @@
 """A real third-party JSON:API client library (jsonapi-client, PyPI) against a live server."""
-import threading
-
 import pytest
 import requests
 from jsonapi_client import Filter, Inclusion, Session
-from werkzeug.serving import make_server
 
 from tests.helpers import PASSWORD
 
@@ -16,13 +13,8 @@ SCHEMA = {"people": {"properties": {
 
 
 @pytest.fixture
-def live_url(app):
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/api/v3/iam"
-    server.shutdown()
-    thread.join(timeout=5)
+def live_url(live_server):
+    return f"{live_server}/api/v3/iam"
 
 
 @pytest.fixture
