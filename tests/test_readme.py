@@ -9,7 +9,6 @@ import re
 import subprocess
 from pathlib import Path
 
-
 from tests.helpers import run_dev_admin
 
 README = Path(__file__).resolve().parent.parent / "README.md"
