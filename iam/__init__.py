@@ -24,7 +24,7 @@ def create_app(overrides=None):
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations"))
 
-    from . import cli, health, throttle
+    from . import cli, health, observability, throttle
     from .api import blueprint
     from .jsonapi.errors import register_error_handlers
 
@@ -32,6 +32,7 @@ def create_app(overrides=None):
     app.register_blueprint(health.blueprint)
     register_error_handlers(app)
     throttle.init_app(app)
+    observability.init_app(app)
     cli.register(app)
 
     if not app.config.get("TESTING"):

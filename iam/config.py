@@ -93,6 +93,10 @@ def load(instance_path, env=None, overrides=None):
         "IAM_BOOTSTRAP_ADMIN_EMAIL": env.get("IAM_BOOTSTRAP_ADMIN_EMAIL", ""),
         "IAM_BOOTSTRAP_ADMIN_PASSWORD": env.get("IAM_BOOTSTRAP_ADMIN_PASSWORD", ""),
         "JSON_SORT_KEYS": False,
+        # One JSON line per request on the iam.access logger (no headers, secret parameters redacted).
+        "IAM_ACCESS_LOG": env.get("IAM_ACCESS_LOG", "1") not in ("0", "false", "no"),
+        # When set, /metrics needs Authorization: Bearer <this>.
+        "IAM_METRICS_TOKEN": env.get("IAM_METRICS_TOKEN", ""),
     }
     config.update(overrides)
     return config

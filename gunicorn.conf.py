@@ -1,0 +1,43 @@
+"""Production gunicorn settings: `gunicorn -c gunicorn.conf.py wsgi:app`.
+
+Every value can be overridden with an environment variable (IAM_BIND, IAM_WORKERS,
+IAM_THREADS, IAM_TIMEOUT, IAM_FORWARDED_ALLOW_IPS). Workers keep no state of their own:
+scale out with more processes or hosts on one PostgreSQL, and share rate limits through
+Redis (IAM_RATELIMIT_STORAGE_URL=redis://...).
+"""
+import multiprocessing
+import os
+import shutil
+import tempfile
+
+bind = os.environ.get("IAM_BIND", "127.0.0.1:8000")
+# Argon2 hashing is CPU-bound, requests are otherwise I/O-bound: processes for the CPU,
+# a few threads each for the waiting.
+workers = int(os.environ.get("IAM_WORKERS", multiprocessing.cpu_count() * 2 + 1))
+threads = int(os.environ.get("IAM_THREADS", 4))
+worker_class = "gthread"
+timeout = int(os.environ.get("IAM_TIMEOUT", 30))
+graceful_timeout = 30
+keepalive = 5
+# Recycle workers now and then so a slow leak can never grow without bound.
+max_requests = 10000
+max_requests_jitter = 1000
+# Only trust X-Forwarded-* from the proxy in front (rate limits key on the client address).
+forwarded_allow_ips = os.environ.get("IAM_FORWARDED_ALLOW_IPS", "127.0.0.1")
+# The app writes its own JSON access log (iam.access); gunicorn's own goes to stderr.
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("IAM_LOG_LEVEL", "info").lower()
+
+# Prometheus metrics from every worker add up at /metrics.
+_metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="iam-metrics-"))
+
+
+def on_starting(server):
+    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    os.makedirs(_metrics_dir, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+    multiprocess.mark_process_dead(worker.pid)

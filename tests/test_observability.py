@@ -1,0 +1,93 @@
+"""Operations: JSON access logs without secrets, Prometheus metrics, the gunicorn configuration."""
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from tests.helpers import PASSWORD, ApiClient, assert_jsonapi, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def access_lines(caplog):
+    return [json.loads(r.getMessage()) for r in caplog.records if r.name == "iam.access"]
+
+
+def test_every_request_gets_one_json_access_line_without_secrets(app, admin, admin_account, caplog):
+    caplog.set_level(logging.INFO, logger="iam.access")
+    assert_jsonapi(admin.get("/accounts", {"filter[email__match]": "example", "page[size]": "10"}), 200)
+    client = ApiClient(app.test_client())
+    client.post("/auth/login", {"email": "admin@example.com", "password": PASSWORD})
+    client.get("/account/passwords/token_valid", {"token": "a-secret-reset-token"})
+    lines = access_lines(caplog)
+    listed = next(line for line in lines if line["path"] == "/api/v3/iam/accounts")
+    assert listed["status"] == 200 and listed["method"] == "GET" and listed["account_id"] == admin_account.id
+    assert listed["query"] == {"filter[email__match]": "example", "page[size]": "10"}
+    assert listed["endpoint"] == "/api/v3/iam/accounts" and listed["duration_ms"] >= 0 and listed["request_id"]
+    checked = next(line for line in lines if line["path"].endswith("token_valid"))
+    assert checked["query"] == {"token": "[redacted]"}
+    text = caplog.text
+    for secret in (PASSWORD, "a-secret-reset-token", admin.token):
+        assert secret not in text
+
+
+def test_request_ids_are_echoed(client):
+    response = client.client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert response.headers["X-Request-ID"] == "abc-123"
+    assert client.client.get("/healthz").headers["X-Request-ID"]
+
+
+def test_metrics_count_requests_per_endpoint(app, admin, admin_account):
+    for _ in range(3):
+        assert_jsonapi(admin.get(f"/accounts/{admin_account.id}"), 200)
+    body = app.test_client().get("/metrics").get_data(as_text=True)
+    line = next(l for l in body.splitlines() if l.startswith("iam_requests_total{")
+                and 'endpoint="/api/v3/iam/accounts/<int:id>"' in l and 'status="200"' in l and 'method="GET"' in l)
+    assert float(line.rsplit(" ", 1)[1]) >= 3
+    assert 'iam_request_duration_seconds_bucket{endpoint="/api/v3/iam/accounts/<int:id>"' in body
+
+
+def test_metrics_can_require_a_token(app):
+    app.config["IAM_METRICS_TOKEN"] = "scrape-me-please"
+    try:
+        assert app.test_client().get("/metrics").status_code == 401
+        ok = app.test_client().get("/metrics", headers={"Authorization": "Bearer scrape-me-please"})
+        assert ok.status_code == 200 and b"iam_requests_total" in ok.data
+    finally:
+        app.config["IAM_METRICS_TOKEN"] = ""
+
+
+def test_gunicorn_serves_the_app_with_the_shipped_configuration(tmp_path):
+    """Several workers behind the shipped config answer, and /metrics adds them up."""
+    port = free_port()
+    env = {**os.environ, "IAM_ENV": "development", "IAM_DATABASE_URL": f"sqlite:///{tmp_path}/iam.db",
+           "IAM_INSTANCE_PATH": str(tmp_path), "IAM_BIND": f"127.0.0.1:{port}", "IAM_WORKERS": "2",
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    process = subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        for _ in range(6):
+            assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        line = next(l for l in metrics.splitlines()
+                    if l.startswith("iam_requests_total{") and 'endpoint="/healthz"' in l)
+        assert float(line.rsplit(" ", 1)[1]) == 6.0
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0].decode()
+    assert "Booting worker" in output, output[-2000:]
