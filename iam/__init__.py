@@ -2,7 +2,7 @@
 import logging
 import os
 
-from flask import Flask
+from flask import Flask, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -52,3 +52,16 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+    # We begin transactions ourselves (below) instead of the driver's lazy BEGIN.
+    dbapi_connection.isolation_level = None
+
+
+@event.listens_for(Engine, "begin")
+def _sqlite_begin(conn):
+    """SQLite ignores SELECT ... FOR UPDATE: a write request takes the write lock when its
+    transaction begins (BEGIN IMMEDIATE), so two writers never read the same version of a row
+    and one of them fail with a 412 it did not ask for. Reads begin deferred and stay concurrent."""
+    if conn.dialect.name != "sqlite":
+        return
+    writing = has_request_context() and request.method in ("POST", "PUT", "PATCH", "DELETE")
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")

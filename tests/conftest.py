@@ -107,7 +107,9 @@ def count_queries(app):
         statements = []
 
         def listener(conn, cursor, statement, *args):
-            statements.append(statement)
+            # Transaction control (the explicit BEGIN on SQLite) is not a query.
+            if not statement.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")):
+                statements.append(statement)
 
         with app.app_context():
             engine = db.engine

@@ -9,7 +9,7 @@ import logging
 
 from flask import current_app, jsonify
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 from werkzeug.exceptions import HTTPException
 
 from .media import JSONAPI_MEDIA_TYPE
@@ -144,6 +144,12 @@ def _handle_integrity_error(error):
     return error_response([err], 409)
 
 
+def _handle_deleted(error):
+    """Safety net: the row was deleted by someone else between two reads of this request."""
+    err = JsonApiError(404, "not_found", "Not found", "The resource was deleted meanwhile.")
+    return error_response([err], 404)
+
+
 def _handle_stale_data(error):
     err = JsonApiError(412, "precondition_failed", "Precondition failed",
                        "The resource was changed by someone else meanwhile; fetch it and retry.")
@@ -168,4 +174,5 @@ def register_error_handlers(app):
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(IntegrityError, _handle_integrity_error)
     app.register_error_handler(StaleDataError, _handle_stale_data)
+    app.register_error_handler(ObjectDeletedError, _handle_deleted)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -178,11 +178,12 @@ class Api:
         self.flush(ctx)
         self.on_change(ctx, resource, "create" if state.creating else "update", obj, before,
                        snapshot(resource, obj, list(state.values)))
+        obj_id = obj.id  # after the commit obj is expired: a concurrent delete must not make it a 500
         self.commit(ctx)
         for callback in state.after_commit:
             callback()
-        fresh = resource.get(ctx, obj.id, spec)
-        headers = {"Location": f"{ctx.base_url}/{resource.type}/{obj.id}"} if status == 201 else None
+        fresh = resource.get(ctx, obj_id, spec)
+        headers = {"Location": f"{ctx.base_url}/{resource.type}/{obj_id}"} if status == 201 else None
         return self.render(resource, fresh, spec, ctx, status, headers, meta=state.meta)
 
 

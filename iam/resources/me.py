@@ -120,8 +120,9 @@ def update(api):
     api.flush(ctx)
     api.on_change(ctx, resource, "update", account, {**before, **({"person": "changed"} if person_values else {})},
                   {**snapshot(resource, account, list(values)), **person_values})
+    account_id = account.id
     api.commit(ctx)
-    return api.render(resource, resource.get(ctx, account.id, spec), spec, ctx)
+    return api.render(resource, resource.get(ctx, account_id, spec), spec, ctx)
 
 
 def register(api):
