@@ -3,7 +3,7 @@ from urllib.parse import urlencode
 
 from flask import request
 
-from .query import DEFAULT_PAGE_SIZE
+from .query import DEFAULT_PAGE_SIZE, encode_cursor
 
 JSONAPI_OBJECT = {"version": "1.1"}
 
@@ -55,10 +55,22 @@ def resource_document(resource, objs, spec, ctx, many):
     return document
 
 
-def page_links(spec, has_next, total):
-    """self/first/prev/next (and last when the total is known), keeping every other parameter."""
+def page_links(spec, has_next, total, last_id=None):
+    """self/first/prev/next (and last when the total is known), keeping every other parameter.
+
+    In cursor mode (page[after]) next carries the cursor after the page's last row, and
+    there is no prev or last: a cursor walk goes forward."""
     base = request.base_url
-    pairs = [(k, v) for k, v in request.args.items(multi=True) if k not in ("page[number]", "page[size]")]
+    pairs = [(k, v) for k, v in request.args.items(multi=True)
+             if k not in ("page[number]", "page[size]", "page[after]")]
+    if spec.after is not None:
+        size = [("page[size]", str(spec.page_size))]
+
+        def cursor_link(cursor):
+            return base + "?" + urlencode(pairs + [("page[after]", cursor)] + size, safe="[],:")
+
+        return {"self": request.url, "first": cursor_link(""), "prev": None,
+                "next": cursor_link(encode_cursor(last_id)) if has_next and last_id is not None else None}
 
     def link(number):
         page = [("page[number]", str(number))]
@@ -77,7 +89,7 @@ def page_links(spec, has_next, total):
 
 def collection_document(resource, rows, spec, ctx, has_next, total):
     document = resource_document(resource, rows, spec, ctx, many=True)
-    document["links"] = page_links(spec, has_next, total)
+    document["links"] = page_links(spec, has_next, total, rows[-1].id if rows else None)
     meta = {}
     if total is not None:
         meta["count"] = total

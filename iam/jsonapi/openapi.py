@@ -339,6 +339,11 @@ class _Builder:
                           "description": f"Items per page (at most {MAX_PAGE_SIZE}).",
                           "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE,
                                      "default": DEFAULT_PAGE_SIZE}},
+            "page.after": {"name": "page[after]", "in": "query",
+                           "description": "Cursor pagination, for walking a whole collection in id order at the "
+                                          "same cost however deep: empty to start, then the cursor in "
+                                          "`links.next`. Not with `page[number]` or a sort other than `id`.",
+                           "schema": {"type": "string"}, "allowEmptyValue": True},
             "count": {"name": "count", "in": "query",
                       "description": "`true` adds `meta.count` (the total matching the filters, not the "
                                      "page length) and `links.last`.",
@@ -579,7 +584,8 @@ class _Builder:
                 "schema": {"type": "array", "items": {"type": "string",
                                                       "enum": [*names, *(f"-{n}" for n in names)]}}}
         return [*self._filter_parameters(resource), _ref("parameters", sort_key),
-                _ref("parameters", "page.number"), _ref("parameters", "page.size"), _ref("parameters", "count")]
+                _ref("parameters", "page.number"), _ref("parameters", "page.size"), _ref("parameters", "page.after"),
+                _ref("parameters", "count")]
 
     # ---------------------------------------------------------- resource operations
 

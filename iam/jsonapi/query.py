@@ -5,6 +5,8 @@ silently ignored. Lists may be comma-separated (`included=a,b`) or repeated brac
 (`included[]=a&included[]=b`); a bracket-list item is never split on commas, which is how
 a value holding a comma is written.
 """
+import base64
+import binascii
 import re
 from dataclasses import dataclass, field
 
@@ -43,13 +45,33 @@ class QuerySpec:
     page_number: int = 1
     page_size: int = DEFAULT_PAGE_SIZE
     page_given: bool = False
+    after: int | None = None          # cursor mode (page[after]): rows with a greater id; 0 = from the start
     count: bool = False
     include: list = field(default_factory=list)     # tuples of relationship names
     fields: dict = field(default_factory=dict)      # type -> frozenset of names
 
     @property
     def offset(self):
-        return (self.page_number - 1) * self.page_size
+        return 0 if self.after is not None else (self.page_number - 1) * self.page_size
+
+
+def encode_cursor(last_id):
+    """An opaque cursor for "after this row" (clients pass it back, never build it)."""
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(raw_key, raw):
+    if raw == "":
+        return 0  # the start of a walk
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        text = ""
+    kind, _, value = text.partition(":")
+    if kind != "id" or not value.isdigit() or int(value) >= 2 ** 31:
+        raise bad_parameter(raw_key, "page[after] takes the cursor from a links.next, or nothing to start.",
+                            code="invalid_page")
+    return int(value)
 
 
 def _split(values, bracket):
@@ -115,6 +137,11 @@ def parse(args, resource, registry, collection=True):
                 spec.filters.append(_parse_filter(raw_key, inner, values, bracket, resource))
             continue
         raise bad_parameter(raw_key, f"Unknown query parameter {raw_key!r}.", code="unknown_parameter")
+    if spec.after is not None:
+        if spec.page_number != 1 or "page[number]" in args:
+            raise bad_parameter("page[after]", "Use page[after] or page[number], not both.", code="invalid_page")
+        if any(item.name != "id" or item.descending for item in spec.sort):
+            raise bad_parameter("page[after]", "page[after] walks in id order: leave sort out.", code="invalid_page")
     return spec
 
 
@@ -141,10 +168,13 @@ def _parse_count(raw_key, values, bracket):
 
 
 def _parse_page(spec, inner, raw_key, values, bracket):
-    if inner not in ("number", "size"):
-        raise bad_parameter(raw_key, f"Unknown page parameter {raw_key!r}: use page[number] and page[size].",
-                            code="invalid_page")
+    if inner not in ("number", "size", "after"):
+        raise bad_parameter(raw_key, f"Unknown page parameter {raw_key!r}: use page[number] (or page[after]) "
+                            "and page[size].", code="invalid_page")
     raw = _single(raw_key, values, bracket).strip()
+    if inner == "after":
+        spec.after = _decode_cursor(raw_key, raw)
+        return
     if not re.fullmatch(r"\+?\d{1,12}", raw):
         raise bad_parameter(raw_key, f"{raw_key} must be a positive whole number.", code="invalid_page")
     value = int(raw)

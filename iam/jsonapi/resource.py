@@ -238,8 +238,10 @@ class Resource:
             predicates.insert(0, visible)
         session = ctx.session
         total = None
-        if spec.count:
+        if spec.count:  # everything that matches, wherever a cursor stands
             total = session.scalar(select(func.count()).select_from(self.model).where(*predicates))
+        if spec.after is not None:
+            predicates.append(self.model.id > spec.after)  # keyset: no offset to skip, however deep
         stmt = (select(self.model).where(*predicates).order_by(*self.order_by(spec))
                 .offset(spec.offset).limit(spec.page_size + 1).options(*self.loader_options(spec, ctx)))
         rows = session.scalars(stmt).all()

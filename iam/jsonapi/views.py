@@ -313,7 +313,8 @@ def _register_relationship_routes(api, resource, rel):
                 spec = query.parse(request.args, target, api)
                 rows, has_next, total = target.query_page(spec, ctx, extra_predicates=[predicate])
                 document = {"data": [{"type": target.type, "id": str(r.id)} for r in rows],
-                            "links": {**documents.page_links(spec, has_next, total), **links}}
+                            "links": {**documents.page_links(spec, has_next, total, rows[-1].id if rows else None),
+                                      **links}}
                 if total is not None:
                     document["meta"] = {"count": total}
             else:
