@@ -74,10 +74,6 @@ def invalid_field(pointer, detail, code="invalid_value"):
     return JsonApiError(422, code, "Invalid attribute", detail, pointer=pointer)
 
 
-def not_found(detail="No such resource."):
-    return JsonApiError(404, "not_found", "Not found", detail)
-
-
 def conflict(detail, code="conflict", pointer=None):
     return JsonApiError(409, code, "Conflict", detail, pointer=pointer)
 

@@ -78,6 +78,7 @@ class WriteState:
         self.obj = obj
         self.meta = {}  # added to the response document's meta (e.g. a secret shown once)
         self.after_commit = []  # callables run once the write is committed (e.g. sending mail)
+        self.derived = {}  # what a resource's validate works out for its create/update (e.g. a parent row)
 
     @property
     def creating(self):

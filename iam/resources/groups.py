@@ -38,7 +38,8 @@ class Groups(Resource):
         if not state.creating and state.changed("organization_id"):
             raise JsonApiError(422, "read_only", "Invalid attribute", "A group cannot move to another organization.",
                                pointer=state.pointer("organization_id"))
-        state.values.setdefault("roles", []) if state.creating else None
+        if state.creating:
+            state.values.setdefault("roles", [])
         if state.changed("name") or state.creating:
             clash = state.ctx.session.scalar(select(Group.id).where(
                 Group.organization_id == state.get("organization_id"), Group.name == state.get("name"),
@@ -62,10 +63,17 @@ class Groups(Resource):
                 raise JsonApiError(400, "invalid_document", "Bad request", "id must be an account id string.",
                                    pointer=f"/data/{index}/id")
             wanted.append((index, int(raw)))
+        # Two queries whatever the number of accounts listed: which exist for the caller, and
+        # which of those it may put into a group.
+        ids = {account_id for _, account_id in wanted}
+        visible = {account.id: account for account in ctx.session.scalars(
+            select(Account).where(Account.id.in_(ids), *_where(accounts.visible(ctx))))}
+        assignable = self.registry.policy.assignable(ctx, accounts)
+        allowed = set(visible) if assignable is None else set(ctx.session.scalars(
+            select(Account.id).where(Account.id.in_(ids), assignable)))
         found = {}
         for index, account_id in wanted:
-            account = ctx.session.scalar(select(Account).where(Account.id == account_id,
-                                                               *_where(accounts.visible(ctx))))
+            account = visible.get(account_id)
             if account is None:
                 raise JsonApiError(422, "not_found", "Invalid attribute", f"There is no accounts with id {account_id}.",
                                    pointer=f"/data/{index}/id")
@@ -73,9 +81,7 @@ class Groups(Resource):
                 if account.organization_id != group.organization_id:
                     raise JsonApiError(422, "invalid_value", "Invalid attribute",
                                        "Members must belong to the group's organization.", pointer=f"/data/{index}/id")
-                assignable = self.registry.policy.assignable(ctx, accounts)
-                if assignable is not None and ctx.session.scalar(
-                        select(Account.id).where(Account.id == account_id, assignable)) is None:
+                if account_id not in allowed:
                     raise JsonApiError(403, "forbidden", "Forbidden", "You may not add this account to a group.",
                                        pointer=f"/data/{index}/id")
             found[account_id] = account

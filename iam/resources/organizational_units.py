@@ -75,10 +75,10 @@ class OrganizationalUnits(Resource):
             if clash is not None:
                 raise conflict(f"A unit named {state.get('name')!r} already exists there.", code="not_unique",
                                pointer=state.pointer("name"))
-        state.parent = parent
+        state.derived["parent"] = parent
 
     def create(self, state):
-        parent = state.parent
+        parent = state.derived["parent"]
         obj = Unit(**state.values)
         obj.path = (parent.path if parent else "") + "/" + obj.name
         obj.ancestry = parent.ancestry if parent else "/"
@@ -95,7 +95,7 @@ class OrganizationalUnits(Resource):
         super().update(state)
         state.ctx.api.flush(state.ctx)
         if moved or renamed:
-            parent = state.parent
+            parent = state.derived["parent"]
             obj.path = (parent.path if parent else "") + "/" + obj.name
             obj.ancestry = (parent.ancestry if parent else "/") + f"{obj.id}/"
             # Rewrite the subtree: descendants are exactly the rows whose ancestry extends ours.

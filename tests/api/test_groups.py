@@ -126,3 +126,16 @@ def test_accounts_include_their_groups_and_people_see_their_own(app, admin, fact
     assert [g["id"] for g in body["included"]] == [group_id]
     me = ApiClient(app.test_client(), factory.token(ada))
     assert [g["id"] for g in assert_jsonapi(me.get("/groups"), 200)["data"]] == [group_id]
+
+
+def test_a_membership_change_costs_the_same_for_1_or_30_accounts(admin, factory, org, count_queries):
+    accounts = [factory.account(email=f"m{n}@a.example", organization_id=org.id) for n in range(31)]
+    one, many = (assert_jsonapi(create_group(admin, org, name), 201)["data"]["id"] for name in ("one", "many"))
+    with count_queries() as single:
+        assert members(admin, one, "post", accounts[0]).status_code == 204
+    with count_queries() as thirty:
+        assert members(admin, many, "post", *accounts[1:]).status_code == 204
+    assert member_ids(admin, many) == sorted(a.id for a in accounts[1:])
+    # Reads are fixed whatever the number of accounts; only the membership rows themselves grow.
+    reads = [[s for s in batch if s.lstrip().upper().startswith("SELECT")] for batch in (single, thirty)]
+    assert len(reads[0]) == len(reads[1]), (reads[0], reads[1])
