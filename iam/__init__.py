@@ -8,15 +8,16 @@ from sqlalchemy.engine import Engine
 
 from . import config as config_module
 from .extensions import db, migrate
+from .jsonapi.encoding import OrjsonProvider
 
 
 def create_app(overrides=None):
     """The application factory; `overrides` are config values that win over the environment."""
     app = Flask(__name__, instance_path=os.environ.get("IAM_INSTANCE_PATH") or None,
                 instance_relative_config=True)
+    app.json = OrjsonProvider(app)
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.update(config_module.load(app.instance_path, overrides=overrides))
-    app.json.sort_keys = False
     app.url_map.strict_slashes = False
 
     logging.basicConfig(level=os.environ.get("IAM_LOG_LEVEL", "INFO"))

@@ -13,4 +13,18 @@ NAMING_CONVENTION = {
 }
 
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
+
+
+
+def autogenerate_filter(dialect_name):
+    """Alembic's include_object for a database of `dialect_name`: an index declared for another
+    dialect only (`Index(...).ddl_if(dialect="postgresql")`) is not missing there."""
+    def include_object(obj, name, type_, reflected, compare_to):
+        ddl_if = getattr(obj, "_ddl_if", None)
+        if type_ == "index" and not reflected and ddl_if is not None and ddl_if.dialect is not None:
+            return ddl_if.dialect == dialect_name
+        return True
+    return include_object
+
+
 migrate = Migrate(render_as_batch=True, compare_type=True)

@@ -4,54 +4,23 @@ from urllib.parse import urlencode
 from flask import request
 
 from .query import DEFAULT_PAGE_SIZE, encode_cursor
+from .render import Renderer, include_tree
 
 JSONAPI_OBJECT = {"version": "1.1"}
 
 
-def _schema_for(resource, spec, ctx, many):
-    """A per-request schema: the sparse fieldset plus whatever the include paths go through."""
-    only = None
-    sparse = spec.fields.get(resource.type)
-    if sparse is not None:
-        only = {"id", *sparse, *(path[0] for path in spec.include)}
-    return resource.schema_class(
-        only=only, many=many, base_url=ctx.base_url, registry=resource.registry, sparse=spec.fields,
-        include_paths=tuple(".".join(path) for path in spec.include),
-    )
-
-
-def _apply_sparse(item, sparse):
-    names = sparse.get(item["type"])
-    if names is None:
-        return item
-    for member in ("attributes", "relationships"):
-        values = item.get(member)
-        if values is not None:
-            kept = {k: v for k, v in values.items() if k in names}
-            if kept:
-                item[member] = kept
-            else:
-                del item[member]
-    return item
-
-
 def resource_document(resource, objs, spec, ctx, many):
     """The `data` and `included` members for one resource or a list of them."""
-    schema = _schema_for(resource, spec, ctx, many)
-    dumped = schema.dump(objs)
-    data = dumped["data"]
-    primary = data if many else ([data] if data else [])
-    for item in primary:
-        _apply_sparse(item, spec.fields)
+    renderer = Renderer(resource.registry, ctx.base_url, spec.fields)
+    tree = include_tree(spec.include)
+    schema_class = resource.schema_class
+    if many:
+        data = renderer.primary(schema_class, objs, tree)
+    else:
+        data = None if objs is None else renderer.primary(schema_class, [objs], tree)[0]
     document = {"data": data}
     if spec.include:
-        seen = {(item["type"], item["id"]) for item in primary}
-        included = []
-        for key, item in schema.included_data.items():
-            if key not in seen:
-                seen.add(key)
-                included.append(_apply_sparse(item, spec.fields))
-        document["included"] = included
+        document["included"] = renderer.included
     return document
 
 

@@ -1,10 +1,14 @@
 """marshmallow-jsonapi schemas, extended for this engine.
 
+A resource's schema declares its fields once. Request bodies are loaded and validated
+through it; responses are rendered from the same declarations by `render.py`, which
+compiles them into plain attribute reads (dumping through marshmallow cost most of a
+large page's time).
+
 - `Rel` declares a relationship once: its target type, whether it is to-many, the foreign
   key that gives to-one linkage without loading anything, and whether it may be included,
   filtered through or written. Links are built from the resource type, never configured.
-- `JsonApiSchema` renders absolute links and hands sparse fieldsets and include paths down
-  to the schemas of included resources.
+- `JsonApiSchema` resolves type aliases in bodies through the resource registry.
 """
 from datetime import timezone
 
@@ -77,18 +81,6 @@ class JsonObject(ma_fields.Dict):
     """A free JSON object."""
 
 
-def _merge_included(included, key, item):
-    """Add `item` to `included`; when two include paths reach one row, keep every linkage."""
-    existing = included.get(key)
-    if existing is None:
-        included[key] = item
-        return
-    for name, relationship in item.get("relationships", {}).items():
-        if "data" in relationship:
-            existing.setdefault("relationships", {}).setdefault(name, relationship).setdefault(
-                "data", relationship["data"])
-
-
 class Rel(_Relationship):
     """A relationship declaration (see module docstring)."""
 
@@ -103,49 +95,6 @@ class Rel(_Relationship):
         kwargs.setdefault("dump_only", not (self.writable and fk is not None))
         super().__init__(type_=type_, many=many, include_resource_linkage=False, attribute=attribute,
                          allow_none=True, **kwargs)
-        self._nested = None
-
-    @property
-    def schema(self):
-        if self._nested is None:
-            root = self.parent
-            self._nested = root.nested_schema(self.type_)
-        return self._nested
-
-    def serialize(self, attr, obj, accessor=None):
-        base = self.parent.base_url
-        own = f"{base}/{self.parent.opts.type_}/{obj.id}"
-        result = {"links": {"self": f"{own}/relationships/{self.name}", "related": f"{own}/{self.name}"}}
-        if self.include_data:
-            value = getattr(obj, self.attribute or attr)
-            if self.many:
-                result["data"] = [{"type": self.type_, "id": str(item.id)} for item in value]
-                for item in value:
-                    self._serialize_included(item)
-            elif value is None:
-                result["data"] = None
-            else:
-                result["data"] = {"type": self.type_, "id": str(value.id)}
-                self._serialize_included(value)
-        elif self.fk is not None:
-            fk_value = getattr(obj, self.fk)
-            result["data"] = None if fk_value is None else {"type": self.type_, "id": str(fk_value)}
-        return result
-
-    def _serialize_included(self, value):
-        # One dump per row per include path: a page of 1000 accounts in 10 organizations
-        # renders 10 organizations, not 1000 that de-duplication would throw away.
-        seen = self.__dict__.setdefault("_included_ids", set())
-        if value.id in seen:
-            return
-        seen.add(value.id)
-        nested = self.schema
-        item = nested.dump(value)["data"]
-        root = self.parent.root_schema
-        _merge_included(root.included_data, (item["type"], item["id"]), item)
-        for key, included in nested.included_data.items():
-            _merge_included(root.included_data, key, included)
-        nested.included_data.clear()
 
     def deserialize(self, value, attr=None, data=None, **kwargs):
         if value is not ma.missing and (not isinstance(value, dict) or "data" not in value):
@@ -172,7 +121,7 @@ class Rel(_Relationship):
 
 
 class JsonApiSchema(_Schema):
-    """Base schema: string ids, absolute self links, nested schemas from the registry."""
+    """Base schema: string ids; type aliases in bodies resolved through the resource registry."""
 
     id = ma_fields.Function(lambda obj: str(obj.id), dump_only=True)
 
@@ -180,37 +129,9 @@ class JsonApiSchema(_Schema):
         type_ = "_abstract_"
         unknown = ma.RAISE
 
-    def __init__(self, *args, base_url="", registry=None, sparse=None, include_paths=(), root=None,
-                 **kwargs):
-        self.base_url = base_url
+    def __init__(self, *args, registry=None, **kwargs):
         self.registry = registry
-        self.sparse = sparse or {}
-        self.root_schema = root or self
-        super().__init__(*args, include_data=include_paths, **kwargs)
+        super().__init__(*args, **kwargs)
 
     def canonical_type(self, name):
         return self.registry.canonical_type(name) if self.registry else name
-
-    def nested_schema(self, type_):
-        """The schema rendering an included resource of `type_` (paths are set by check_relations)."""
-        resource = self.registry.resource(type_)
-        return resource.schema(only=None, base_url=self.base_url, registry=self.registry,
-                               sparse=self.sparse, root=self.root_schema)
-
-    def check_relations(self, relations):
-        # Included relationships must be rendered even when a sparse fieldset leaves them out
-        # (full linkage); the document builder strips them afterwards.
-        for rel in relations:
-            if not rel:
-                continue
-            local, _, rest = rel.partition(".")
-            field = self.fields[local]
-            field.include_data = True
-            if rest:
-                field.schema.check_relations([rest])
-
-    def get_resource_links(self, item):
-        return {"self": f"{self.base_url}/{self.opts.type_}/{item['id']}"}
-
-    def get_top_level_links(self, data, many):
-        return {"self": None}

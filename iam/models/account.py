@@ -5,7 +5,7 @@ from sqlalchemy.orm import mapped_column, relationship
 
 from ..extensions import db
 from .base import Timestamped
-from .types import JSONType, UTCDateTime, utcnow
+from .types import JSONType, UTCDateTime, trigram_index, utcnow
 
 ACCOUNT_TYPES = ("personal_account", "service_account", "local_account")
 AUTH_TYPES = ("password", "sso", "api_key")
@@ -50,6 +50,12 @@ class Account(Timestamped, db.Model):
 
 # Emails are unique and compared case-insensitively; this one index serves both.
 Index("uq_accounts_email_lower", func.lower(Account.email), unique=True)
+# `sort=-created_at` and the created_at/expires_at range filters.
+Index("ix_accounts_created_at", Account.created_at)
+Index("ix_accounts_expires_at", Account.expires_at)
+# `email__match`, `email__prefix`, `email__suffix` and `search` are ILIKE '%...%' on PostgreSQL:
+# a trigram index answers them without reading every row (migration 0007 enables pg_trgm).
+trigram_index("ix_accounts_email_trgm", Account.email)
 
 
 class AccountRole(Timestamped, db.Model):

@@ -4,7 +4,7 @@ from sqlalchemy.orm import mapped_column, relationship
 
 from ..extensions import db
 from .base import Timestamped
-from .types import JSONType
+from .types import JSONType, trigram_index
 
 
 class Person(Timestamped, db.Model):
@@ -26,3 +26,9 @@ class Person(Timestamped, db.Model):
     organization = relationship("Organization")
     organizational_unit = relationship("OrganizationalUnit", back_populates="people")
     account = relationship("Account", back_populates="person", uselist=False, passive_deletes="all")
+
+
+# The `__match` filters and `search` (ILIKE '%...%' on PostgreSQL), see migration 0007.
+for _column in (Person.first_name, Person.middle_name, Person.last_name, Person.secondary_email,
+                Person.contact_number):
+    trigram_index(f"ix_people_{_column.key}_trgm", _column)

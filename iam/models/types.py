@@ -1,7 +1,7 @@
 """Column types that behave the same on SQLite and PostgreSQL."""
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, DateTime
+from sqlalchemy import JSON, DateTime, Index
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
 
@@ -40,3 +40,11 @@ class UTCDateTime(TypeDecorator):
 # JSON documents: JSONB on PostgreSQL (containment operators, GIN indexes), JSON text elsewhere.
 # None is stored as SQL NULL, not as the JSON value null.
 JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+def trigram_index(name, column):
+    """A PostgreSQL GIN trigram index on `column`, serving ILIKE '%...%' (the `__match` filters).
+
+    SQLite has no such index and scans; it is the embedded default, not the one that scales."""
+    return Index(name, column, postgresql_using="gin",
+                 postgresql_ops={column.key: "gin_trgm_ops"}).ddl_if(dialect="postgresql")

@@ -1,7 +1,7 @@
 """The engine's import boundary: iam/jsonapi knows JSON:API and SQLAlchemy, nothing about IAM.
 
 Every module of the package is parsed (not imported) and each import is checked against
-the allowed roots: the standard library, flask, werkzeug, sqlalchemy, marshmallow,
+the allowed roots: the standard library, flask, werkzeug, sqlalchemy, marshmallow, orjson,
 marshmallow_jsonapi and the package's own modules.
 """
 import ast
@@ -14,7 +14,7 @@ import iam.jsonapi
 
 PACKAGE = "iam.jsonapi"
 PACKAGE_DIR = Path(iam.jsonapi.__file__).parent
-THIRD_PARTY = {"flask", "werkzeug", "sqlalchemy", "marshmallow", "marshmallow_jsonapi"}
+THIRD_PARTY = {"flask", "werkzeug", "sqlalchemy", "marshmallow", "marshmallow_jsonapi", "orjson"}
 MODULES = sorted(PACKAGE_DIR.rglob("*.py"))
 
 

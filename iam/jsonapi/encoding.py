@@ -1,0 +1,26 @@
+"""A Flask JSON provider that encodes with orjson.
+
+Encoding a page of 1000 resources with the standard library took about a tenth of the
+request. orjson gives the same JSON, several times faster. Anything orjson does not encode
+natively the way Flask would (dates, decimals, dataclasses, UUIDs...) is handed to Flask's own
+`default`, so the output does not change; keys keep their insertion order, like
+`sort_keys = False`.
+"""
+import orjson
+from flask.json.provider import DefaultJSONProvider
+
+_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_NON_STR_KEYS
+
+
+class OrjsonProvider(DefaultJSONProvider):
+    sort_keys = False
+
+    def dumps(self, obj, **kwargs):
+        return self.encode(obj).decode("utf-8")
+
+    def encode(self, obj):
+        return orjson.dumps(obj, default=self.default, option=_OPTIONS)
+
+    def response(self, *args, **kwargs):
+        obj = self._prepare_response_obj(args, kwargs)
+        return self._app.response_class(self.encode(obj), mimetype=self.mimetype)
