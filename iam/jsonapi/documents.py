@@ -2,6 +2,7 @@
 from urllib.parse import urlencode
 
 from flask import request
+from werkzeug.urls import iri_to_uri
 
 from .query import DEFAULT_PAGE_SIZE, encode_cursor
 from .render import Renderer, include_tree
@@ -38,7 +39,7 @@ def page_links(spec, has_next, total, last_id=None):
         def cursor_link(cursor):
             return base + "?" + urlencode(pairs + [("page[after]", cursor)] + size, safe="[],:")
 
-        return {"self": request.url, "first": cursor_link(""), "prev": None,
+        return {"self": iri_to_uri(request.url), "first": cursor_link(""), "prev": None,
                 "next": cursor_link(encode_cursor(last_id)) if has_next and last_id is not None else None}
 
     def link(number):
@@ -47,7 +48,7 @@ def page_links(spec, has_next, total, last_id=None):
             page.append(("page[size]", str(spec.page_size)))
         return base + "?" + urlencode(pairs + page, safe="[],:")
 
-    links = {"self": request.url, "first": link(1)}
+    links = {"self": iri_to_uri(request.url), "first": link(1)}
     links["prev"] = link(spec.page_number - 1) if spec.page_number > 1 else None
     links["next"] = link(spec.page_number + 1) if has_next else None
     if total is not None:

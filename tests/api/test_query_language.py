@@ -444,3 +444,13 @@ def test_row_reached_by_two_include_paths_keeps_the_deeper_linkage(admin, factor
     assert sorted(u["id"] for u in units) == sorted([str(unit.id), str(child.id)])
     rendered = next(u for u in units if u["id"] == str(unit.id))
     assert rendered["relationships"]["children"]["data"] == [{"type": "organizational_units", "id": str(child.id)}]
+
+
+def test_links_are_uri_references_even_for_non_ascii_parameters(admin):
+    """JSON:API links are URIs: a filter value like "é" is percent-encoded in every link."""
+    body = assert_jsonapi(admin.get("/accounts", {"filter[email__match]": "é", "count": "true"}), 200)
+    for name in ("self", "first", "last"):
+        assert body["links"][name].isascii(), body["links"]
+    assert "%C3%A9" in body["links"]["self"]
+    cursor = assert_jsonapi(admin.get("/accounts", {"filter[email__match]": "é", "page[after]": ""}), 200)
+    assert cursor["links"]["self"].isascii() and cursor["links"]["first"].isascii(), cursor["links"]
