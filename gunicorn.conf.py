@@ -29,13 +29,22 @@ accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("IAM_LOG_LEVEL", "info").lower()
 
-# Prometheus metrics from every worker add up at /metrics.
-_metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="iam-metrics-"))
+# Prometheus metrics from every worker add up at /metrics. Without PROMETHEUS_MULTIPROC_DIR a
+# private directory is made for this server and removed when it exits.
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+_own_metrics_dir = not _metrics_dir
+if _own_metrics_dir:
+    _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="iam-metrics-")
 
 
 def on_starting(server):
     shutil.rmtree(_metrics_dir, ignore_errors=True)
     os.makedirs(_metrics_dir, exist_ok=True)
+
+
+def on_exit(server):
+    if _own_metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)
 
 
 def child_exit(server, worker):

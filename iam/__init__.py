@@ -20,7 +20,7 @@ def create_app(overrides=None):
     app.config.update(config_module.load(app.instance_path, overrides=overrides))
     app.url_map.strict_slashes = False
 
-    logging.basicConfig(level=os.environ.get("IAM_LOG_LEVEL", "INFO"))
+    logging.basicConfig(level=os.environ.get("IAM_LOG_LEVEL", "INFO").upper())  # gunicorn takes either case
 
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations"))

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -64,30 +65,51 @@ def test_metrics_can_require_a_token(app):
         app.config["IAM_METRICS_TOKEN"] = ""
 
 
-def test_gunicorn_serves_the_app_with_the_shipped_configuration(tmp_path):
-    """Several workers behind the shipped config answer, and /metrics adds them up."""
+@contextmanager
+def gunicorn_server(tmp_path, **env_overrides):
+    """The app under gunicorn with the shipped config and two workers; yields (base URL, output list)."""
     port = free_port()
     env = {**os.environ, "IAM_ENV": "development", "IAM_DATABASE_URL": f"sqlite:///{tmp_path}/iam.db",
            "IAM_INSTANCE_PATH": str(tmp_path), "IAM_BIND": f"127.0.0.1:{port}", "IAM_WORKERS": "2",
-           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+           **env_overrides}
+    env = {k: v for k, v in env.items() if v is not None}
     gunicorn = Path(sys.executable).with_name("gunicorn")
     process = subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output = []
     try:
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and process.poll() is None:
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1):
                     break
             except OSError:
                 time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}", output
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output.append(process.communicate(timeout=30)[0].decode())
+
+
+def test_gunicorn_serves_the_app_with_the_shipped_configuration(tmp_path):
+    """Several workers behind the shipped config answer, and /metrics adds them up."""
+    with gunicorn_server(tmp_path, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics")) as (base, output):
         for _ in range(6):
-            assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
-        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
+        metrics = requests.get(f"{base}/metrics", timeout=5).text
         line = next(l for l in metrics.splitlines()
                     if l.startswith("iam_requests_total{") and 'endpoint="/healthz"' in l)
         assert float(line.rsplit(" ", 1)[1]) == 6.0
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=30)[0].decode()
-    assert "Booting worker" in output, output[-2000:]
+    assert "Booting worker" in output[0], output[0][-2000:]
+
+
+def test_gunicorn_takes_a_lowercase_log_level_and_cleans_up_its_metrics_directory(tmp_path):
+    """IAM_LOG_LEVEL=warning boots (gunicorn and logging disagreed on case), and the private
+    metrics directory made when PROMETHEUS_MULTIPROC_DIR is unset is gone after exit."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    with gunicorn_server(tmp_path, IAM_LOG_LEVEL="warning", TMPDIR=str(temp),
+                         PROMETHEUS_MULTIPROC_DIR=None) as (base, output):
+        assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
+        assert [p.name.startswith("iam-metrics-") for p in temp.iterdir()] == [True]
+    assert list(temp.iterdir()) == [], output

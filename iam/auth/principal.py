@@ -14,6 +14,7 @@ from sqlalchemy.orm import joinedload
 from ..extensions import db
 from ..jsonapi.errors import unauthenticated
 from ..models import Account, AccountSession, utcnow
+from ..models.base import record_activity
 from .tokens import InvalidToken, decode_access_token
 
 # last_used_at is a hint for people reviewing their sessions, not an audit record:
@@ -83,7 +84,11 @@ def load_principal(account_id, session_id, now=None):
     if session.api_key is not None and not session.api_key.is_usable(now):
         return None
     if session.last_used_at is None or now - session.last_used_at > LAST_USED_RESOLUTION:
-        session.last_used_at = now
+        # Its own transaction (SQLite cannot turn a read transaction into a write once another
+        # writer has committed), and no version check: parallel requests of one session all
+        # record their use, at most once a minute, and none fails another.
+        db.session.commit()
+        record_activity(db.session, session, now, last_used_at=now)
         db.session.commit()
     account = session.account
     return Principal(account, session, effective_roles(account, now))

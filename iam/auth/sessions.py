@@ -15,6 +15,7 @@ from sqlalchemy.orm import joinedload
 from .. import audit
 from ..extensions import db
 from ..models import AccountSession, RefreshToken
+from ..models.base import record_activity
 from ..resources.common import digest
 
 
@@ -63,13 +64,14 @@ def rotate(raw, now):
     if not session.is_active(now, idle) or not session.account.is_active(now):
         db.session.rollback()
         raise RefreshRefused()
-    session.last_used_at = now
+    record_activity(db.session, session, now, last_used_at=now)
     return session, new_refresh_token(session)
 
 
 def end(session, now):
+    """Revoke the session (once: a second end keeps the first time); parallel ends cannot 412."""
     if session.revoked_at is None:
-        session.revoked_at = now
+        record_activity(db.session, session, now, AccountSession.revoked_at.is_(None), revoked_at=now)
 
 
 def end_all(account_id, now, keep=None):

@@ -13,9 +13,10 @@ from .. import audit, throttle
 from ..extensions import db
 from ..jsonapi import documents
 from ..jsonapi.query import QuerySpec
-from ..jsonapi.errors import JsonApiError, JsonApiErrors, invalid_field
+from ..jsonapi.errors import JsonApiError, JsonApiErrors, invalid_field, json_pointer
 from ..jsonapi.media import check_accept, read_json_body
 from ..models import Account, ApiKey, utcnow
+from ..models.base import record_activity
 from ..resources.common import digest
 from . import passwords, sessions
 from .principal import authenticate
@@ -31,7 +32,7 @@ class _Parser(FlaskParser):
         wrapped = getattr(req, "_iam_wrapped", False)
         errors = []
         for name, messages in error.messages.get("auth_body", error.messages).items():
-            pointer = f"/data/attributes/{name}" if wrapped else f"/{name}"
+            pointer = json_pointer("data", "attributes", name) if wrapped else json_pointer(name)
             detail = "; ".join(messages) if isinstance(messages, list) else str(messages)
             code = "invalid_value"
             if detail == "Unknown field.":
@@ -124,11 +125,11 @@ def login(api):
                          organization_id=account.organization_id)
         db.session.commit()
         raise login_failed()
-    account.failed_login_count = 0
-    account.locked_until = None
+    # Bookkeeping, not an edit: parallel logins to one account must all succeed.
+    values = {"failed_login_count": 0, "locked_until": None, "last_login_at": now}
     if passwords.needs_rehash(account.password_hash):
-        account.password_hash = passwords.hash_password(args["password"])
-    account.last_login_at = now
+        values["password_hash"] = passwords.hash_password(args["password"])
+    record_activity(db.session, account, now, **values)
     session = sessions.open_session(account, now)
     refresh_token = sessions.new_refresh_token(session)
     audit.record("login", actor_id=account.id, resource_type="account_sessions", resource_id=session.id,
@@ -147,7 +148,7 @@ def api_login(api):
     key = db.session.scalars(select(ApiKey).where(ApiKey.key_digest == digest(raw))).one_or_none()
     if key is None or not key.is_usable(now) or not key.account.is_active(now):
         raise login_failed()
-    key.last_used_at = now
+    record_activity(db.session, key, now, last_used_at=now)  # parallel key logins must all succeed
     # A key login is a short session of its own: it lasts as long as its access token.
     lifetime = current_app.config["IAM_ACCESS_TOKEN_TTL"]
     if key.expires_at is not None:

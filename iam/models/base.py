@@ -1,6 +1,7 @@
 """Columns every IAM table shares."""
-from sqlalchemy import Integer
+from sqlalchemy import Integer, inspect, update
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .types import UTCDateTime, utcnow
 
@@ -25,3 +26,28 @@ class Timestamped:
     @declared_attr.directive
     def __mapper_args__(cls):
         return {"version_id_col": cls.version}
+
+
+def record_activity(session, obj, now, *conditions, **values):
+    """Write bookkeeping (last login, last use, revocation) to `obj`'s row without a version check.
+
+    Requests do these writes as a side effect, several at once for one row (parallel
+    requests of one session, parallel logins to one account), and none of them may fail
+    another with a 412 the way a client's conflicting edit does. The row still gets a new
+    version and updated_at, since what it renders changed. `conditions` narrow the UPDATE
+    (e.g. only if not yet revoked). The object in `session` is brought up to date, so a
+    later ORM write in the same request checks against the new version. True if written.
+    """
+    model = type(obj)
+    (row_id,) = inspect(obj).identity  # not obj.id: that would reload an expired object first
+    new_version = session.execute(
+        update(model).where(model.id == row_id, *conditions)
+        .values(version=model.version + 1, updated_at=now, **values)
+        .returning(model.version)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if new_version is None:
+        return False
+    for name, value in {**values, "updated_at": now, "version": new_version}.items():
+        set_committed_value(obj, name, value)
+    return True

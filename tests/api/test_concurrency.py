@@ -4,10 +4,14 @@ deletes racing updates. Real threads, each with its own client; the biggest test
 through a real multi-threaded WSGI server (`live_server`). Never a 500, never a lost update.
 """
 import threading
+from datetime import timedelta
 
 import requests
+from sqlalchemy import func, select
 
-from tests.helpers import API, JSONAPI, ApiClient, assert_jsonapi
+from iam.extensions import db
+from iam.models import Account, AccountSession, utcnow
+from tests.helpers import API, JSONAPI, PASSWORD, ApiClient, assert_jsonapi
 
 JOIN_TIMEOUT = 60
 
@@ -195,3 +199,52 @@ def test_delete_racing_patches_never_fails_with_500(app, admin, factory):
         # At most one delete wins, and the outcome is consistent with the answers given.
         assert statuses.count(204) <= 1, statuses
         assert_jsonapi(admin.get(f"/accounts/{account.id}"), 404 if 204 in statuses else 200)
+
+
+# ------------------------------------------------- bookkeeping writes never conflict
+# Requests record activity as a side effect (last login, a session's last use, an API key's
+# last use). Found by the load benchmark: those writes went through the version check, so
+# parallel logins to one account, or parallel requests of one session when its last use
+# was due for an update, failed each other with 412.
+
+def test_parallel_logins_to_one_account_all_succeed(app, factory):
+    account = factory.account(email="busy@example.com")
+
+    def login(i):
+        response = app.test_client().post(f"{API}/auth/login", json={"email": "busy@example.com",
+                                                                      "password": PASSWORD})
+        return response.status_code
+
+    # Every attempt in flight counts against the account's lock limit until one succeeds
+    # (that is what stops parallel password guessing), so run as many as the limit allows.
+    parallel = app.config["IAM_LOGIN_MAX_FAILURES"]
+    assert run_parallel(parallel, login) == [200] * parallel
+    with app.app_context():
+        stored = db.session.get(Account, account.id)
+        assert stored.failed_login_count == 0 and stored.last_login_at is not None
+        assert db.session.scalar(select(func.count()).select_from(AccountSession)
+                                 .where(AccountSession.account_id == account.id)) == parallel
+
+
+def test_parallel_requests_of_one_session_all_succeed_when_its_last_use_is_recorded(app, factory):
+    account = factory.account()
+    token = factory.token(account, last_used_at=utcnow() - timedelta(minutes=2))
+
+    def me(i):
+        return ApiClient(app.test_client(), token).get("/accounts/me").status_code
+
+    assert run_parallel(16, me) == [200] * 16
+    # and the session still ends cleanly afterwards (its version moved on under the ORM)
+    assert ApiClient(app.test_client(), token).post("/auth/logout").status_code == 204
+    assert ApiClient(app.test_client(), token).get("/accounts/me").status_code == 401
+
+
+def test_parallel_api_key_logins_all_succeed(app, admin):
+    created = assert_jsonapi(admin.post("/api_keys", {"data": {"type": "api_keys",
+                                                               "attributes": {"name": "nightly"}}}), 201)
+    key = created["meta"]["key"]
+
+    def login(i):
+        return app.test_client().post(f"{API}/auth/api/login", json={"key": key}).status_code
+
+    assert run_parallel(8, login) == [200] * 8
