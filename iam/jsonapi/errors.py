@@ -60,6 +60,13 @@ class JsonApiErrors(Exception):
             self.headers.update(e.headers)
 
 
+def json_pointer(*tokens):
+    """An RFC 6901 pointer to these member names/indices: `~` and `/` in a token are escaped.
+
+    Member names often come from the client (an unknown attribute `a/b` is `/data/attributes/a~1b`)."""
+    return "".join("/" + str(token).replace("~", "~0").replace("/", "~1") for token in tokens)
+
+
 # Constructors for the errors the engine raises most; the codes are part of the contract.
 
 def bad_parameter(parameter, detail, code="invalid_parameter"):
