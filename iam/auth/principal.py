@@ -75,7 +75,7 @@ def load_principal(account_id, session_id, now=None):
     now = now or utcnow()
     session = db.session.scalars(
         select(AccountSession).where(AccountSession.id == session_id, AccountSession.account_id == account_id)
-        .options(joinedload(AccountSession.account).selectinload(Account.roles),
+        .options(joinedload(AccountSession.account).joinedload(Account.roles),
                  joinedload(AccountSession.account).selectinload(Account.groups),
                  joinedload(AccountSession.api_key))
     ).unique().one_or_none()

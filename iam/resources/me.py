@@ -3,7 +3,7 @@ from flask import request
 
 from ..auth import passwords
 from ..jsonapi import JsonApiError, JsonApiErrors, query
-from ..jsonapi.errors import conflict, forbidden, invalid_field
+from ..jsonapi.errors import conflict, forbidden, invalid_field, json_pointer
 from ..jsonapi.media import check_accept, read_json_body
 from ..jsonapi.resource import WriteState
 from ..jsonapi.views import snapshot
@@ -24,7 +24,8 @@ def _me(api):
 def show(api):
     ctx, resource = _me(api)
     spec = query.parse(request.args, resource, api, collection=False)
-    obj = resource.get(ctx, ctx.principal.account_id, spec)
+    # Authentication already loaded the caller's account: without includes, render that one.
+    obj = resource.get(ctx, ctx.principal.account_id, spec) if spec.include else ctx.principal.account
     return api.render(resource, obj, spec, ctx, meta={"effective_roles": [_describe(r) for r in ctx.principal.roles]})
 
 
@@ -49,7 +50,8 @@ def _attributes(body, account_id, api):
     if not isinstance(attributes, dict):
         raise JsonApiError(400, "invalid_document", "Bad request", "attributes must be an object.",
                            pointer="/data/attributes")
-    denied = [forbidden(f"{name} cannot be changed through self-service.", pointer=f"/data/attributes/{name}")
+    denied = [forbidden(f"{name} cannot be changed through self-service.",
+                        pointer=json_pointer("data", "attributes", name))
               for name in attributes if name not in SELF_SERVICE]
     if denied:
         raise JsonApiErrors(denied)
@@ -66,7 +68,7 @@ def update(api):
     errors, values, person_values = [], {}, {}
 
     def pointer(name):
-        return f"/data/attributes/{name}"
+        return json_pointer("data", "attributes", name)
 
     if "preferences" in attributes:
         if not isinstance(attributes["preferences"], dict):
