@@ -569,7 +569,7 @@ def page_links(spec, base_url, url, pairs, has_next, total):
         page = [("page[number]", str(number))]
         if spec.page_given or spec.page_size != DEFAULT_PAGE_SIZE:
             page.append(("page[size]", str(spec.page_size)))
-        return base_url + "?" + urlencode(kept + page, safe="[],:")
+        return base_url + "?" + urlencode(kept + page, safe=",:")
 
     links = {"self": url, "first": link(1),
              "prev": link(spec.page_number - 1) if spec.page_number > 1 else None,

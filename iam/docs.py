@@ -11,7 +11,11 @@ from importlib.metadata import PackageNotFoundError, version
 
 import swagger_ui_bundle
 
-from .jsonapi.openapi import register_docs, schema_ref
+from .auth.password_views import ChangeSchema, RequestResetSchema, ResetSchema
+from .auth.views import ApiLoginSchema, LoginSchema, RefreshSchema
+from .jsonapi.openapi import field_schema, register_docs, schema_ref
+from .resources.invitations import AcceptSchema
+from .resources.organizations import IncrementSchema
 from .throttle import ROUTE_LIMITS
 
 DESCRIPTION = """\
@@ -46,9 +50,21 @@ def _text(**extra):
     return {"type": "string", **extra}
 
 
-def _fields_body(properties, required=()):
-    """Auth bodies: a plain JSON object, or the same fields as JSON:API `data.attributes`."""
-    plain = {"type": "object", "properties": properties, **({"required": list(required)} if required else {})}
+def _fields_body(schema, secret=(), descriptions=None, **extra):
+    """Auth bodies, from the marshmallow schema the view loads (so lengths and required fields are
+    the ones it checks): a plain JSON object, or the same fields as JSON:API `data.attributes`."""
+    properties, required = {}, []
+    for name, field in schema._declared_fields.items():
+        properties[name] = field_schema(field)
+        if name in secret:
+            properties[name].update(_SECRET)
+        if descriptions and name in descriptions:
+            properties[name]["description"] = descriptions[name]
+        if field.required:
+            required.append(name)
+    # Any other member is a 422 (unknown_field).
+    plain = {"type": "object", "properties": properties, "additionalProperties": False,
+             **({"required": required} if required else {}), **extra}
     wrapped = {"type": "object", "required": ["data"], "properties": {"data": {
         "type": "object", "required": ["attributes"],
         "properties": {"type": {"type": "string"}, "attributes": plain}}}}
@@ -73,44 +89,44 @@ OPERATIONS = {
         "public": True, "summary": "Log in with email and password",
         "description": "Every failure (unknown email, wrong password, disabled, expired or locked account) "
                        "answers the same 401; repeated failures from one address answer 429.",
-        "body": _fields_body({"email": _text(format="email"), "password": _text(**_SECRET)},
-                             ("email", "password")),
+        "body": _fields_body(LoginSchema, secret=("password",)),
         "responses": {"200": _SESSION}, "errors": ("401",)},
     "POST /auth/api/login": {
         "public": True, "summary": "Log in with an API key",
-        "body": _fields_body({"key": _text(**_SECRET, description="The key (Pulse name)."),
-                              "api_key": _text(**_SECRET, description="The key (same as key).")}),
+        "body": _fields_body(ApiLoginSchema, secret=("key", "api_key"),
+                             descriptions={"key": "The key (Pulse name).", "api_key": "The key (same as key)."},
+                             anyOf=[{"required": ["key"]}, {"required": ["api_key"]}]),
         "responses": {"200": _SESSION}, "errors": ("401",)},
     "POST /auth/refresh": {
         "public": True, "summary": "Trade a refresh token for a new pair",
         "description": "A refresh token works once: presenting a used one ends the whole session.",
-        "body": _fields_body({"refresh_token": _text(**_SECRET)}, ("refresh_token",)),
+        "body": _fields_body(RefreshSchema, secret=("refresh_token",)),
         "responses": {"200": _SESSION}, "errors": ("401",)},
     "POST /auth/logout": {
         "summary": "End the caller's session", "body": None, "responses": {"204": "Session ended."}},
     "POST /account/passwords/request_reset": {
         "public": True, "summary": "Mail a password-reset token",
         "description": "Answers 204 whether or not the address has an account.",
-        "body": _fields_body({"email": _text(format="email")}, ("email",)),
+        "body": _fields_body(RequestResetSchema),
         "responses": {"204": "Accepted."}},
     "POST /account/passwords/reset": {
         "public": True, "summary": "Set a new password with a reset token",
         "description": "The token works once and for one hour; every session of the account ends.",
-        "body": _fields_body({"token": _text(**_SECRET), "password": _text(**_SECRET)}, ("token", "password")),
+        "body": _fields_body(ResetSchema, secret=("token", "password")),
         "responses": {"204": "Password changed."}},
     "GET /account/passwords/token_valid": {
         "public": True, "summary": "Whether a reset token is still valid",
-        "parameters": [{"name": "token", "in": "query", "required": True, "schema": _text()}],
+        "parameters": [{"name": "token", "in": "query", "required": True, "schema": _text(minLength=1)}],
         "responses": {"200": {"description": "`meta.valid`.", "content": {"application/vnd.api+json": {
             "schema": {"type": "object", "properties": {"meta": {"type": "object", "properties": {
                 "valid": {"type": "boolean"}}}}}}}}}},
     "POST /account/passwords/change": {
         "summary": "Change the caller's password", "description": "The caller's other sessions end.",
-        "body": _fields_body({"current_password": _text(**_SECRET), "new_password": _text(**_SECRET)},
-                             ("current_password", "new_password")),
+        "body": _fields_body(ChangeSchema, secret=("current_password", "new_password")),
         "responses": {"204": "Password changed."}},
     "POST /invitations/accept": {
-        "public": True, "summary": "Accept an invitation", "responses": {"200": _SESSION}},
+        "public": True, "summary": "Accept an invitation",
+        "body": _fields_body(AcceptSchema, secret=("token", "password")), "responses": {"200": _SESSION}},
     "GET /accounts/me": {"resource": "accounts", "summary": "The caller's own account", "errors": ("404",)},
     "PATCH /accounts/me": {
         "resource": "accounts", "summary": "Self-service changes to the caller's own account",
@@ -135,7 +151,7 @@ OPERATIONS = {
     "POST /organizations/{id}/increment": {
         "resource": "organizations", "summary": "Add to quota_usage atomically",
         "description": "Past `quota_limit` it is a 429 and nothing is added.",
-        "body": _fields_body({"usage": {"type": "integer", "minimum": 1}}, ("usage",)), "errors": ("404", "429")},
+        "body": _fields_body(IncrementSchema), "errors": ("404", "429")},
 }
 # The rate-limited endpoints can also answer 429.
 for _endpoint in ROUTE_LIMITS:

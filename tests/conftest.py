@@ -8,15 +8,23 @@ point it at a database that exists for tests only.
 import os
 
 import pytest
+from flask import Flask
 from flask_migrate import upgrade
 from sqlalchemy import create_engine, event, text
 
 from iam import create_app
 from iam.extensions import db
 from tests.helpers import ApiClient, Factory, Inbox, delete_all_rows, free_port
+from tests.jsonapi_document import ValidatingFlaskClient, ValidatingMiddleware
 
 PG_URL = os.environ.get("IAM_TEST_DATABASE_URL")
 DATABASES = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+def pytest_configure(config):
+    """Every Flask app built in the tests (the IAM app, the engine's app, any other) gets a test
+    client that checks each response against JSON:API 1.1 (tests/jsonapi_document.py)."""
+    Flask.test_client_class = ValidatingFlaskClient
 
 
 def wipe_postgresql(url, schema="public"):
@@ -143,9 +151,14 @@ def live_server(app):
 
     from werkzeug.serving import make_server
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    # Every response served is checked as a JSON:API document; problems fail the test at teardown.
+    checked = ValidatingMiddleware(app)
+    server = make_server("127.0.0.1", 0, checked, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(timeout=5)
+    if checked.violations:
+        pytest.fail(f"{len(checked.violations)} response(s) of the live server broke JSON:API 1.1:\n\n"
+                    + "\n\n".join(checked.violations[:3]), pytrace=False)

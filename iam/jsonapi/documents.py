@@ -37,7 +37,7 @@ def page_links(spec, has_next, total, last_id=None):
         size = [("page[size]", str(spec.page_size))]
 
         def cursor_link(cursor):
-            return base + "?" + urlencode(pairs + [("page[after]", cursor)] + size, safe="[],:")
+            return base + "?" + urlencode(pairs + [("page[after]", cursor)] + size, safe=",:")
 
         return {"self": iri_to_uri(request.url), "first": cursor_link(""), "prev": None,
                 "next": cursor_link(encode_cursor(last_id)) if has_next and last_id is not None else None}
@@ -46,7 +46,7 @@ def page_links(spec, has_next, total, last_id=None):
         page = [("page[number]", str(number))]
         if spec.page_given or spec.page_size != DEFAULT_PAGE_SIZE:
             page.append(("page[size]", str(spec.page_size)))
-        return base + "?" + urlencode(pairs + page, safe="[],:")
+        return base + "?" + urlencode(pairs + page, safe=",:")
 
     links = {"self": iri_to_uri(request.url), "first": link(1)}
     links["prev"] = link(spec.page_number - 1) if spec.page_number > 1 else None

@@ -44,6 +44,7 @@ class FieldType:
     operators = ("eq", "neq", "in", "nin", "exists")
     sortable = True
     nullable_literal = True  # the value `null` means IS NULL for eq/neq
+    json_schema = None  # what parse() accepts, for the OpenAPI document, when no built-in type says it
 
     def parse(self, raw):
         return _check_text(raw)
@@ -306,6 +307,15 @@ class Filter:
     def splits(self, op):
         return op in LIST_OPERATORS and getattr(self.type, "splits", True)
 
+    @property
+    def takes_null(self):
+        """Whether the value `null` (eq/neq) means IS NULL: only on a column that can be null.
+
+        Anywhere else it is an ordinary value of the type, so a filter with a `build` function
+        never sees None, and `filter[id]=null` is a 400 like any other value that is no integer.
+        """
+        return self.type.nullable_literal and self.column is not None and self.nullable
+
     def parse_values(self, op, raws):
         """Parse raw strings for `op`; raises ValueError with a message for the client."""
         if op == "exists":
@@ -320,7 +330,7 @@ class Filter:
             raise ValueError("contains takes a single value")
         values = []
         for raw in raws:
-            if op in ("eq", "neq") and raw == "null" and self.type.nullable_literal:
+            if op in ("eq", "neq") and raw == "null" and self.takes_null:
                 values.append(None)
             else:
                 values.append(self.type.parse(raw))

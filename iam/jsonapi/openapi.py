@@ -195,6 +195,8 @@ def _apply_validator(schema, validator):
 
 def filter_value_schema(ftype):
     """JSON Schema of one query-string value of a filter type."""
+    if ftype.json_schema is not None:
+        return dict(ftype.json_schema)
     if isinstance(ftype, f.Enum):
         return {"type": "string", "enum": list(ftype.choices)}
     if isinstance(ftype, f.Integer):
@@ -434,11 +436,15 @@ class _Builder:
     def _resource_schemas(self, resource):
         name = _camel(resource.type)
         properties, create_properties, required = {}, {}, []
+        columns = resource.model.__table__.columns
         for field_name, field in resource.schema_class._declared_fields.items():
             if field_name == "id" or isinstance(field, Rel):
                 continue
             schema = field_schema(field)
-            properties[field_name] = schema
+            column = columns.get(field.attribute or field_name)
+            # What the server fills in is rendered as stored: null where the column allows it.
+            properties[field_name] = (_nullable(schema) if field.dump_only and column is not None
+                                      and column.nullable else schema)
             if not field.dump_only:
                 create_properties[field_name] = schema
                 if field.required:
@@ -476,21 +482,26 @@ class _Builder:
             "type": "object", "required": ["data"],
             "properties": {"data": {"anyOf": [_ref("schemas", f"{name}Resource"), {"type": "null"}]},
                            "links": _ref("schemas", "ResourceLinks"), **common}}
-        data_common = {"type": {"type": "string", "enum": types}}
+        data_common = {"type": {"type": "string", "enum": types}, "meta": {"description": "Not read."}}
         if writable:
             data_common["relationships"] = {"type": "object", "properties": writable, "additionalProperties": False}
+        # Any other member of data (400) or attribute (422), an id on create (403) is refused.
         self.schemas[f"{name}CreateRequest"] = {
             "type": "object", "required": ["data"],
-            "properties": {"data": {"type": "object", "required": ["type"], "properties": {
-                **data_common,
-                "attributes": {"type": "object", "properties": create_properties,
-                               **({"required": required} if required else {})}}}}}
+            "properties": {"data": {
+                "type": "object", "required": ["type", "attributes"] if required else ["type"],
+                "additionalProperties": False, "properties": {
+                    **data_common,
+                    "attributes": {"type": "object", "properties": create_properties, "additionalProperties": False,
+                                   **({"required": required} if required else {})}}}}}
         self.schemas[f"{name}UpdateRequest"] = {
             "type": "object", "required": ["data"],
-            "properties": {"data": {"type": "object", "required": ["type", "id"], "properties": {
-                **data_common,
-                "id": {"type": "string", "pattern": "^[0-9]+$", "description": "Must match the id in the URL."},
-                "attributes": {"type": "object", "properties": create_properties}}}}}
+            "properties": {"data": {
+                "type": "object", "required": ["type", "id"], "additionalProperties": False, "properties": {
+                    **data_common,
+                    "id": {"type": "string", "pattern": "^[0-9]+$", "description": "Must match the id in the URL."},
+                    "attributes": {"type": "object", "properties": create_properties,
+                                   "additionalProperties": False}}}}}
 
     # ---------------------------------------------------------- resource parameters
 
@@ -520,7 +531,8 @@ class _Builder:
                     self.parameters[key] = {
                         "name": name, "in": "query", "style": "form", "explode": False,
                         "description": "Related resources to include (dotted paths nest)."
-                        + (" Same as `include`; the Pulse name." if name == "included" else ""),
+                        + (" Same as `include`; the Pulse name." if name == "included" else "")
+                        + " Give `include` or `included`, not both.",
                         "schema": {"type": "array", "items": {"type": "string", "enum": includes}}}
                 parameters.append(_ref("parameters", key))
         types = [resource.type]
@@ -560,13 +572,16 @@ class _Builder:
             schema = {"type": "boolean"}
         elif op in ("in", "nin") or (op == "contains" and filter_.splits(op)):
             schema = {"type": "array", "items": value}
+            if value != {"type": "string"}:  # an empty list reads as [""]: not a value of this type
+                schema["minItems"] = 1
             described += " (comma-separated or repeated `[]` keys)"
         else:
             schema = value
         if op in ("eq", "neq") and filter_.splits(op):
             described += "; a comma list means " + ("IN" if op == "eq" else "NOT IN")
-        if op in ("eq", "neq") and filter_.type.nullable_literal and filter_.column is not None and filter_.nullable:
+        if op in ("eq", "neq") and filter_.takes_null:
             described += "; `null` means " + ("IS NULL" if op == "eq" else "IS NOT NULL")
+            schema = _nullable(schema)
         text = f"{filter_.doc} " if filter_.doc else ""
         text += f"`{filter_.name}` ({filter_.type.describe()}): {described}."
         parameter = {"name": f"filter[{key}]", "in": "query", "description": text, "schema": schema}
@@ -580,9 +595,10 @@ class _Builder:
             names = sorted(resource.sorts)
             self.parameters[sort_key] = {
                 "name": "sort", "in": "query", "style": "form", "explode": False,
-                "description": "Sort keys in order, `-` for descending; `id` ascending is always the last key.",
-                "schema": {"type": "array", "items": {"type": "string",
-                                                      "enum": [*names, *(f"-{n}" for n in names)]}}}
+                "description": "Sort keys in order, `-` for descending; `id` ascending is always the last key. "
+                               "Each field at most once.",
+                "schema": {"type": "array", "minItems": 1, "uniqueItems": True,
+                           "items": {"type": "string", "enum": [*names, *(f"-{n}" for n in names)]}}}
         return [*self._filter_parameters(resource), _ref("parameters", sort_key),
                 _ref("parameters", "page.number"), _ref("parameters", "page.size"), _ref("parameters", "page.after"),
                 _ref("parameters", "count")]

@@ -10,18 +10,13 @@ A `Plan` is compiled once per schema class from its declared fields: the attribu
 timestamps, the field's own `serialize` for anything else) and the relationships. Rendering
 is then a loop of dict building, with the output marshmallow-jsonapi gave.
 """
-from datetime import timezone
-
 import marshmallow as ma
 from marshmallow import fields as ma_fields
 
-from .schema import Rel, Timestamp
+from .schema import Rel, Timestamp, format_timestamp
 
 # Field types whose dump of a value read from the database is that value.
 _IDENTITY = (ma_fields.String, ma_fields.Integer, ma_fields.Boolean, ma_fields.Dict, ma_fields.Raw)
-_UTC = timezone.utc
-
-
 _MISSING = object()
 
 
@@ -34,9 +29,7 @@ def _reader(attr):
 
 
 def _timestamp(value):
-    if value is None:
-        return None
-    return value.astimezone(_UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return None if value is None else format_timestamp(value)
 
 
 def _getter(name, field):

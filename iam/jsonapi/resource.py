@@ -15,11 +15,11 @@ from marshmallow import ValidationError, validate as ma_validate
 from sqlalchemy import Boolean as SABoolean, Date as SADate, DateTime as SADateTime, Float as SAFloat
 from sqlalchemy import BigInteger as SABigInteger, Integer as SAInteger, JSON as SAJSON, Numeric as SANumeric
 from sqlalchemy import String as SAString, and_, func, inspect, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import load_only, selectinload
 from sqlalchemy.types import TypeDecorator
 
 from . import filters as f
-from .errors import JsonApiError, JsonApiErrors, bad_request, conflict, invalid_field
+from .errors import JsonApiError, JsonApiErrors, bad_request, conflict, invalid_field, json_pointer
 from .schema import Rel
 
 # One query per include path even for a full page whose rows fan out (roles.account):
@@ -213,9 +213,37 @@ class Resource:
             clauses.append(self.model.id.asc())
         return clauses
 
+    def sparse_columns(self, spec):
+        """The columns a sparse fieldset needs (None: load every column).
+
+        With `fields[TYPE]` the page loads the id, the version, the columns of the named
+        attributes and the foreign keys of the named or included to-one relationships, so a
+        1000-row `fields[accounts]=email,enabled` page does not read and convert every column
+        of every row. A named field that is not a plain column turns this off."""
+        names = spec.fields.get(self.type)
+        if names is None:
+            return None
+        columns = {"id", "version"} & set(self.mapper.columns.keys())
+        heads = {path[0] for path in spec.include}
+        for name in set(names) | heads:
+            rel = self.relationships.get(name)
+            if rel is not None:
+                if rel.fk is not None:
+                    columns.add(rel.fk)
+                continue
+            attr = next((a for a, field_name in self.attribute_field_names.items() if field_name == name), None)
+            if attr is None or attr not in self.mapper.columns:
+                return None
+            columns.add(attr)
+        return [getattr(self.model, column) for column in sorted(columns)]
+
     def loader_options(self, spec, ctx):
-        """One selectinload chain per included path, each restricted to what the caller may see."""
+        """One selectinload chain per included path, each restricted to what the caller may see;
+        only the columns a sparse fieldset needs."""
         options = []
+        columns = self.sparse_columns(spec)
+        if columns is not None:
+            options.append(load_only(*columns, raiseload=False))
         for path in spec.include:
             loader, current = None, self
             for name in path:
@@ -297,16 +325,16 @@ class Resource:
         for name in attributes:
             if name in self.relationships or name in ("id", "type"):
                 where = f"relationships.{name}" if name in self.relationships else name
-                errors.append(invalid_field(f"/data/attributes/{name}",
+                errors.append(invalid_field(json_pointer("data", "attributes", name),
                                             f"{name} is not an attribute; send it as data.{where}.",
                                             code="unknown_field"))
         for name in relationships:
             rel = self.relationships.get(name)
             if rel is None:
-                errors.append(invalid_field(f"/data/relationships/{name}",
+                errors.append(invalid_field(json_pointer("data", "relationships", name),
                                             f"{self.type} has no relationship {name!r}.", code="unknown_field"))
             elif not rel.writable or rel.fk is None:
-                errors.append(invalid_field(f"/data/relationships/{name}",
+                errors.append(invalid_field(json_pointer("data", "relationships", name),
                                             f"{name} cannot be written here; use its relationship endpoint.",
                                             code="read_only"))
         if errors:
@@ -318,7 +346,7 @@ class Resource:
         try:
             loaded = schema.load(payload, partial=obj is not None)
         except ValidationError as exc:
-            raise JsonApiErrors(self._load_errors(exc.messages)) from None
+            raise JsonApiErrors(self._load_errors(exc.messages, attributes)) from None
 
         values, pointers = {}, {}
         for name, value in loaded.items():
@@ -334,30 +362,37 @@ class Resource:
         state = WriteState(self, ctx, values, pointers, obj)
         return state
 
-    def _load_errors(self, messages):
+    def _load_errors(self, messages, attributes=()):
         errors = []
         raw = messages.get("errors", []) if isinstance(messages, dict) else messages
         for item in raw:
             pointer = item.get("source", {}).get("pointer", "/data")
-            detail = item.get("detail")
-            if isinstance(detail, (list, dict)):
-                detail = "; ".join(str(d) for d in (detail.values() if isinstance(detail, dict) else detail))
+            # marshmallow-jsonapi joins names into pointers unescaped: an attribute the client
+            # sent (perhaps unknown, named `a/b` or `~`) is one token, escaped here.
+            sent = pointer[len("/data/attributes/"):] if pointer.startswith("/data/attributes/") else None
+            if sent is not None and sent in attributes:
+                errors.append(self._load_error(json_pointer("data", "attributes", sent), sent, item))
+                continue
+            errors.append(self._load_error(pointer, None, item))
+        return errors or [invalid_field("/data", "The resource object is invalid.")]
+
+    def _load_error(self, pointer, name, item):
+        """One error object from one of marshmallow-jsonapi's (`name` when known exactly)."""
+        detail = item.get("detail")
+        if isinstance(detail, (list, dict)):
+            detail = "; ".join(str(d) for d in (detail.values() if isinstance(detail, dict) else detail))
+        if name is None:
             name = pointer.rstrip("/").split("/")[-1] if pointer.startswith("/data/") else None
             if pointer.endswith("/data") and "/relationships/" in pointer:
                 name = pointer.split("/")[3]
-            field = self.schema_class._declared_fields.get(name) if name else None
-            if detail == "Unknown field.":
-                if field is not None and field.dump_only:
-                    errors.append(invalid_field(pointer, f"{name} is read-only.", code="read_only"))
-                else:
-                    errors.append(invalid_field(pointer, f"{self.type} has no attribute {name!r}.",
-                                                code="unknown_field"))
-                continue
-            if detail == "Missing data for required field.":
-                errors.append(invalid_field(pointer, f"{name} is required.", code="required"))
-                continue
-            errors.append(invalid_field(pointer, f"{name}: {detail}" if name else str(detail)))
-        return errors or [invalid_field("/data", "The resource object is invalid.")]
+        field = self.schema_class._declared_fields.get(name) if name else None
+        if detail == "Unknown field.":
+            if field is not None and field.dump_only:
+                return invalid_field(pointer, f"{name} is read-only.", code="read_only")
+            return invalid_field(pointer, f"{self.type} has no attribute {name!r}.", code="unknown_field")
+        if detail == "Missing data for required field.":
+            return invalid_field(pointer, f"{name} is required.", code="required")
+        return invalid_field(pointer, f"{name}: {detail}" if name else str(detail))
 
     def check_references(self, state):
         """Every id in the body must name a row the caller may see (422) and point at (403)."""
@@ -440,10 +475,11 @@ def _check_document(body):
     for name, value in relationships.items():
         if not isinstance(value, dict) or "data" not in value:
             raise bad_request(f"relationships.{name} must be an object with a data member.",
-                              pointer=f"/data/relationships/{name}", code="invalid_document")
+                              pointer=json_pointer("data", "relationships", name), code="invalid_document")
     for key in data:
         if key not in ("type", "id", "attributes", "relationships", "meta", "links", "lid"):
-            raise bad_request(f"Unknown member {key!r} in data.", pointer=f"/data/{key}", code="invalid_document")
+            raise bad_request(f"Unknown member {key!r} in data.", pointer=json_pointer("data", key),
+                              code="invalid_document")
     return data
 
 

@@ -18,19 +18,29 @@ from marshmallow_jsonapi import Schema as _Schema
 from marshmallow_jsonapi.fields import Relationship as _Relationship
 
 
+def format_timestamp(value):
+    """An aware datetime as ISO 8601 in UTC with microseconds and `Z`.
+
+    isoformat, not strftime: %Y does not pad years before 1000 to four digits."""
+    return value.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 class Timestamp(ma_fields.DateTime):
     """ISO 8601 in UTC with microseconds and `Z`, exactly as stored (2026-01-31T12:00:00.123456Z)."""
 
     def _serialize(self, value, attr, obj, **kwargs):
         if value is None:
             return None
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return format_timestamp(value)
 
     def _deserialize(self, value, attr, data, **kwargs):
         result = super()._deserialize(value, attr, data, **kwargs)
         if result.tzinfo is None:
             result = result.replace(tzinfo=timezone.utc)
-        return result.astimezone(timezone.utc)
+        try:
+            return result.astimezone(timezone.utc)
+        except OverflowError:  # 0001-01-01T00:00:00+05:00 is before the year 1 in UTC
+            raise ValidationError("The timestamp is out of range once converted to UTC.") from None
 
 
 class Int(ma_fields.Integer):

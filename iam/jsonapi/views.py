@@ -12,6 +12,7 @@ from sqlalchemy import false, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import with_parent
 from sqlalchemy.orm.exc import StaleDataError
+from werkzeug.urls import iri_to_uri
 
 from . import documents, query
 from .errors import JsonApiError, conflict
@@ -308,7 +309,8 @@ def _register_relationship_routes(api, resource, rel):
             ctx = api.begin(resource, "show")
             obj = resource.get(ctx, id)
             target, predicate = _related_select(api, resource, rel, ctx, obj)
-            links = {"self": request.url, "related": own.format(base=ctx.base_url) + f"/{name}"}
+            # request.url is an IRI (werkzeug decodes the query); a link must be a URI-reference.
+            links = {"self": iri_to_uri(request.url), "related": own.format(base=ctx.base_url) + f"/{name}"}
             if rel.many:
                 spec = query.parse(request.args, target, api)
                 rows, has_next, total = target.query_page(spec, ctx, extra_predicates=[predicate])
@@ -342,13 +344,14 @@ def _write_linkage(api, resource, rel, id):
     """PATCH a to-one relationship backed by a foreign key; to-many writes are the resource's."""
     ctx = api.begin(resource, "update", authorize=False)
     query.refuse_parameters(request.args, "A relationship write")
-    body = read_json_body()
+    supported = rel.writable and (hasattr(resource, "write_relationship") if rel.many else rel.fk is not None)
+    # A write the relationship does not support is a 403 whatever the body (or none) says.
+    body = read_json_body() if supported else None
     obj = api.load_for_change(ctx, resource, id, "update")
-    _check_if_match(resource, obj)
-    if not rel.writable or (rel.many and not hasattr(resource, "write_relationship")) \
-            or (not rel.many and rel.fk is None):
+    if not supported:
         raise JsonApiError(403, "read_only", "Forbidden",
                            f"{resource.type}.{rel.name} cannot be changed through this endpoint.")
+    _check_if_match(resource, obj)
     if rel.many:
         before, after = resource.write_relationship(ctx, obj, rel, request.method, body)
         api.flush(ctx)

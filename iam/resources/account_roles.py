@@ -43,6 +43,7 @@ class _ScopeValue(ft.FieldType):
 
     name = "scope"
     operators = ("eq", "in")
+    json_schema = {"type": "string", "pattern": "^(organization|ou|project)(:[0-9]{1,9})?$"}
 
     def parse(self, raw):
         kind, _, id_ = raw.strip().partition(":")

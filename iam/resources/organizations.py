@@ -21,7 +21,7 @@ class OrganizationSchema(JsonApiSchema):
     enabled = Bool()
     quota_limit = Int(allow_none=True, validate=validate.Range(min=0))
     quota_usage = Int(dump_only=True)
-    quota_remaining = Int(dump_only=True)
+    quota_remaining = Int(dump_only=True, allow_none=True)  # null while there is no quota_limit
     created_at = Timestamp(dump_only=True)
     updated_at = Timestamp(dump_only=True)
 

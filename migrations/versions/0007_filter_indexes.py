@@ -10,6 +10,7 @@ Revision ID: 0007
 Revises: 0006
 Create Date: 2026-11-23
 """
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
@@ -30,11 +31,17 @@ TRIGRAM = (
 def upgrade():
     op.create_index("ix_accounts_created_at", "accounts", ["created_at"])
     op.create_index("ix_accounts_expires_at", "accounts", ["expires_at"])
-    if op.get_bind().dialect.name == "postgresql":
+    bind = op.get_bind()
+    if bind.dialect.name == "postgresql":
         op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+        # The extension may already live in another schema than ours (it is per database):
+        # name its operator class with that schema, which need not be on our search_path.
+        schema = bind.scalar(sa.text(
+            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+            "WHERE e.extname = 'pg_trgm'"))
+        opclass = f'"{schema}".gin_trgm_ops'
         for name, table, column in TRIGRAM:
-            op.create_index(name, table, [column], postgresql_using="gin",
-                            postgresql_ops={column: "gin_trgm_ops"})
+            op.create_index(name, table, [column], postgresql_using="gin", postgresql_ops={column: opclass})
 
 
 def downgrade():

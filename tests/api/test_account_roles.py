@@ -61,6 +61,16 @@ def test_update_changes_attributes(admin, factory, account):
     assert shown["attributes"]["name"] == "editor"
 
 
+def test_a_timestamp_before_the_year_1000_is_rendered_with_four_digits(admin, factory, account):
+    """strftime's %Y rendered the year 156 as "156", which is no RFC 3339 date-time."""
+    role = factory.role(account, "viewer")
+    body = role_doc(role.id, not_before="0156-06-30T18:43:17.1373Z")
+    data = assert_jsonapi(admin.patch(f"/account_roles/{role.id}", body), 200)["data"]
+    assert data["attributes"]["not_before"] == "0156-06-30T18:43:17.137300Z"
+    listed = assert_jsonapi(admin.get("/account_roles", {"filter[id]": role.id}), 200)["data"]
+    assert listed[0]["attributes"]["not_before"] == "0156-06-30T18:43:17.137300Z"
+
+
 def test_delete_is_204_then_404(admin, factory, account):
     role = factory.role(account, "viewer")
     response = admin.delete(f"/account_roles/{role.id}")

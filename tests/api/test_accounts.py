@@ -244,6 +244,20 @@ def test_person_linkage_of_account_without_person_is_null(admin, factory):
     assert assert_jsonapi(admin.get(f"/accounts/{account.id}/person"), 200)["data"] is None
 
 
+@pytest.mark.parametrize("method", ["patch", "post", "delete"])
+def test_a_relationship_write_that_is_not_supported_is_403_with_or_without_a_body(admin, factory, method):
+    """The document lists these routes as "Not supported" (403) and takes no body for them."""
+    account = factory.account(email="acc@example.com")
+    url = f"{API}/accounts/{account.id}/relationships/sessions"
+    for body in (None, {"data": []}):
+        response = admin.client.open(url, method=method.upper(), headers=admin.headers(body=body is not None),
+                                     data=None if body is None else '{"data": []}')
+        error = error_of(response, 403)
+        assert error["code"] == "read_only" and "accounts.sessions cannot be changed" in error["detail"]
+    error_of(admin.client.open(f"{API}/accounts/999999/relationships/sessions", method=method.upper(),
+                               headers=admin.headers()), 404)
+
+
 # ------------------------------------------------------------------ /accounts/me
 
 @pytest.fixture
@@ -344,3 +358,15 @@ def test_me_patch_roles_relationship_is_403(user):
     body = {"data": {"type": "accounts", "attributes": {},
                      "relationships": {"roles": {"data": [{"type": "account_roles", "id": "1"}]}}}}
     error_of(user.patch("/accounts/me", body), 403)
+
+
+def test_timestamps_out_of_range_in_utc_are_a_422_and_early_years_render_with_four_digits(admin, factory):
+    """Found by schemathesis: 0001-01-01T00:00:00+05:00 is before year 1 in UTC (was a 500),
+    and a year before 1000 rendered as "156-06-30T..." (not a valid date-time)."""
+    account = factory.account()
+    too_early = admin.patch(f"/accounts/{account.id}", {"data": {
+        "type": "accounts", "id": str(account.id), "attributes": {"expires_at": "0001-01-01T00:00:00+05:00"}}})
+    assert error_of(too_early, 422)["source"]["pointer"] == "/data/attributes/expires_at"
+    early = admin.patch(f"/accounts/{account.id}", {"data": {
+        "type": "accounts", "id": str(account.id), "attributes": {"expires_at": "0156-06-30T12:00:00Z"}}})
+    assert assert_jsonapi(early, 200)["data"]["attributes"]["expires_at"] == "0156-06-30T12:00:00.000000Z"

@@ -7,7 +7,7 @@ import pytest
 from openapi_spec_validator import OpenAPIV30SpecValidator, validate
 
 from iam.jsonapi.openapi import downgrade_to_30
-from tests.helpers import API
+from tests.helpers import API, assert_jsonapi, error_of
 
 # Every filter the contract's accounts section names (the Pulse names).
 ACCOUNT_FILTERS = [
@@ -188,3 +188,101 @@ def test_docs_static_files_are_served_and_confined(client):
 
 def test_a_token_does_not_change_the_document(admin, client):
     assert admin.get("/openapi.json").get_data() == client.get("/openapi.json").get_data()
+
+
+# What schemathesis (tests/api/test_schemathesis.py) found the document and the server disagreeing on.
+
+def test_what_the_server_leaves_empty_is_nullable_in_the_document(admin, factory, document):
+    account = factory.account(email="new@example.com")
+    organization = factory.organization()
+    attributes = assert_jsonapi(admin.get(f"/accounts/{account.id}"), 200)["data"]["attributes"]
+    assert attributes["last_login_at"] is None and attributes["consent_given_at"] is None
+    assert assert_jsonapi(admin.get(f"/organizations/{organization.id}"), 200)["data"]["attributes"][
+        "quota_remaining"] is None
+    schemas = document["components"]["schemas"]
+    for name, attribute in [("Accounts", "last_login_at"), ("Accounts", "consent_given_at"),
+                            ("Organizations", "quota_remaining"), ("AccountSessions", "revoked_at"),
+                            ("Invitations", "accepted_at"), ("AuditEvents", "organization_id")]:
+        assert "null" in schemas[f"{name}Attributes"]["properties"][attribute]["type"], (name, attribute)
+    assert schemas["AccountsAttributes"]["properties"]["created_at"]["type"] == "string"
+
+
+def test_a_create_request_without_its_required_attributes_is_invalid_in_the_document(admin, document):
+    body = assert_jsonapi(admin.post("/organizations", {"data": {"type": "organizations"}}), 422)
+    assert {e["source"]["pointer"] for e in body["errors"]} == {"/data/attributes/name", "/data/attributes/slug"}
+    data = document["components"]["schemas"]["OrganizationsCreateRequest"]["properties"]["data"]
+    assert data["required"] == ["type", "attributes"]
+    assert data["properties"]["attributes"]["required"] == ["name", "slug"]
+
+
+def test_other_members_of_data_and_attributes_are_invalid_in_the_document(admin, factory, document):
+    organization = factory.organization()
+    unknown_member = {"data": {"type": "organizations", "id": str(organization.id), "extra": 1}}
+    assert error_of(admin.patch(f"/organizations/{organization.id}", unknown_member), 400)["source"] == {
+        "pointer": "/data/extra"}
+    unknown_attribute = {"data": {"type": "organizations", "id": str(organization.id), "attributes": {"extra": 1}}}
+    error = error_of(admin.patch(f"/organizations/{organization.id}", unknown_attribute), 422)
+    assert error["code"] == "unknown_field" and error["source"] == {"pointer": "/data/attributes/extra"}
+    for kind in ("CreateRequest", "UpdateRequest"):
+        data = document["components"]["schemas"][f"Organizations{kind}"]["properties"]["data"]
+        assert data["additionalProperties"] is False
+        assert data["properties"]["attributes"]["additionalProperties"] is False
+
+
+def test_page_links_percent_encode_their_brackets(admin, document):
+    links = assert_jsonapi(admin.get("/organizations", {"page[size]": 1}), 200)["links"]
+    assert "page%5Bnumber%5D=1" in links["first"]  # a URI reference: [ and ] are not allowed raw
+    page_links = document["components"]["schemas"]["PageLinks"]["properties"]
+    assert all(page_links[name].get("format") == "uri" for name in ("first", "prev", "next", "last"))
+    assert page_links["self"]["format"] == "uri" and "[" not in links["self"]
+
+
+def test_auth_bodies_are_documented_from_the_schemas_the_server_loads(client, document):
+    error = error_of(client.post("/auth/login", {"email": "a@example.com", "password": ""}), 422)
+    assert error["source"] == {"pointer": "/password"}
+    error = error_of(client.post("/auth/login", {"email": "a@example.com", "password": "x", "extra": 1}), 422)
+    assert error["code"] == "unknown_field"
+    error = error_of(client.post("/auth/api/login", {}), 422)
+    assert error["code"] == "required" and error["source"] == {"pointer": "/key"}
+    body = assert_jsonapi(client.post("/invitations/accept", {}), 422)
+    assert {e["source"]["pointer"] for e in body["errors"]} == {"/token", "/password"}
+
+    def plain(path):
+        return document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["anyOf"][0]
+
+    login = plain("/auth/login")
+    assert login["required"] == ["email", "password"] and login["additionalProperties"] is False
+    assert login["properties"]["password"]["minLength"] == 1 and login["properties"]["password"]["writeOnly"]
+    assert plain("/auth/api/login")["anyOf"] == [{"required": ["key"]}, {"required": ["api_key"]}]
+    accept = plain("/invitations/accept")
+    assert accept["required"] == ["token", "password"] and accept["properties"]["password"]["writeOnly"]
+    assert plain("/organizations/{id}/increment")["properties"]["usage"]["maximum"] == 2 ** 31 - 1
+
+
+def test_null_is_documented_exactly_where_a_filter_takes_it(admin, document):
+    parameters = {p["name"]: p for p in (resolve(document, r)
+                                         for r in document["paths"]["/accounts"]["get"]["parameters"])}
+    assert parameters["filter[expires_at]"]["schema"]["type"] == ["string", "null"]
+    assert parameters["filter[id]"]["schema"]["type"] == "integer"
+    assert "null" not in parameters["filter[id]"]["description"]
+    assert error_of(admin.get("/accounts", {"filter[id]": "null"}), 400)["source"] == {"parameter": "filter[id]"}
+
+
+def test_lists_and_sorts_document_what_the_server_refuses(admin, document):
+    parameters = {p["name"]: p for p in (resolve(document, r)
+                                         for r in document["paths"]["/accounts"]["get"]["parameters"])}
+    assert parameters["filter[id__in]"]["schema"]["minItems"] == 1
+    assert error_of(admin.get("/accounts", {"filter[id__in]": ""}), 400)["source"] == {"parameter": "filter[id__in]"}
+    assert "minItems" not in parameters["filter[email__in]"]["schema"]  # "" is an email to compare with
+    assert parameters["sort"]["schema"]["uniqueItems"] is True and parameters["sort"]["schema"]["minItems"] == 1
+    assert error_of(admin.get("/accounts", {"sort": "email,email"}), 400)["source"] == {"parameter": "sort"}
+    assert error_of(admin.get("/accounts", {"sort": ""}), 400)["source"] == {"parameter": "sort"}
+
+
+def test_a_filter_type_of_a_resource_documents_the_values_it_parses(admin, document):
+    parameters = {p["name"]: p for p in (resolve(document, r)
+                                         for r in document["paths"]["/account_roles"]["get"]["parameters"])}
+    pattern = re.compile(parameters["filter[with_scopes]"]["schema"]["pattern"])
+    for value, status in [("ou", 200), ("organization:12", 200), ("team", 400), ("ou:x", 400)]:
+        assert bool(pattern.match(value)) == (status == 200), value
+        assert admin.get("/account_roles", {"filter[with_scopes]": value}).status_code == status, value

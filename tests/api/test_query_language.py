@@ -454,3 +454,20 @@ def test_links_are_uri_references_even_for_non_ascii_parameters(admin):
     assert "%C3%A9" in body["links"]["self"]
     cursor = assert_jsonapi(admin.get("/accounts", {"filter[email__match]": "é", "page[after]": ""}), 200)
     assert cursor["links"]["self"].isascii() and cursor["links"]["first"].isascii(), cursor["links"]
+
+
+@pytest.mark.parametrize("resource, key", [("accounts", "search"), ("people", "search"),
+                                           ("organizations", "search"), ("accounts", "password_reset_token")])
+def test_null_is_an_ordinary_value_for_a_filter_without_a_column(admin, factory, resource, key):
+    """`null` means IS NULL only on a column that can be null; these filters used to get None (a 500)."""
+    factory.organization(name="null and void", slug="null-and-void")
+    body = get_ok(admin, f"/{resource}", {f"filter[{key}]": "null"})
+    assert names(body) == (["null and void"] if resource == "organizations" else [])
+
+
+@pytest.mark.parametrize("resource, key", [("accounts", "id"), ("accounts", "enabled"),
+                                           ("account_roles", "with_scopes"), ("account_roles", "with_projects"),
+                                           ("organizational_units", "root_only")])
+def test_null_for_a_filter_that_cannot_be_null_is_a_400(admin, resource, key):
+    error = assert_jsonapi(admin.get(f"/{resource}", {f"filter[{key}]": "null"}), 400)["errors"][0]
+    assert error["code"] == "invalid_value" and error["source"] == {"parameter": f"filter[{key}]"}
