@@ -6,6 +6,7 @@ tokens with a key that is published in this repository.
 """
 import os
 
+from .jsonapi.encoding import json_loads
 from .jsonapi.jsonsql import canonical_json
 
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me-0123456789"
@@ -58,7 +59,7 @@ def load(instance_path, env=None, overrides=None):
         raise ConfigError("IAM_SECRET_KEY must be at least 32 characters long")
 
     url = database_url(overrides.get("IAM_DATABASE_URL", env.get("IAM_DATABASE_URL")), instance_path)
-    engine_options = {"json_serializer": canonical_json, "pool_pre_ping": True}
+    engine_options = {"json_serializer": canonical_json, "json_deserializer": json_loads, "pool_pre_ping": True}
 
     config = {
         "IAM_ENV": iam_env,

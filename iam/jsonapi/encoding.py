@@ -5,7 +5,11 @@ request. orjson gives the same JSON, several times faster. Anything orjson does 
 natively the way Flask would (dates, decimals, dataclasses, UUIDs...) is handed to Flask's own
 `default`, so the output does not change; keys keep their insertion order, like
 `sort_keys = False`.
+
+`json_loads` decodes the JSON columns the database returns (the engine's `json_deserializer`).
 """
+import json
+
 import orjson
 from flask.json.provider import DefaultJSONProvider
 
@@ -24,3 +28,12 @@ class OrjsonProvider(DefaultJSONProvider):
     def response(self, *args, **kwargs):
         obj = self._prepare_response_obj(args, kwargs)
         return self._app.response_class(self.encode(obj), mimetype=self.mimetype)
+
+
+def json_loads(text):
+    """orjson's loads, falling back to the standard library's for the JSON orjson refuses and
+    Python's json accepts (integers beyond 64 bits, NaN, Infinity): a stored value always reads."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)

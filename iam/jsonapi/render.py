@@ -32,16 +32,26 @@ def _timestamp(value):
     return None if value is None else format_timestamp(value)
 
 
+def _identity(field):
+    """Whether the field's dump of a value is that value."""
+    return isinstance(field, _IDENTITY) and type(field)._serialize in {cls._serialize for cls in _IDENTITY}
+
+
 def _getter(name, field):
     """A function obj -> rendered value for one attribute field."""
     attr = field.attribute or name
     plain = "." not in attr and field.dump_default is ma.missing
-    if plain and type(field) is Timestamp:
-        read = _reader(attr)
+    if not plain:
+        return lambda obj: field.serialize(name, obj)
+    read = _reader(attr)
+    if type(field) is Timestamp:
         return lambda obj: _timestamp(read(obj))
-    if plain and isinstance(field, _IDENTITY) and type(field)._serialize in {
-            cls._serialize for cls in _IDENTITY}:
-        return _reader(attr)
+    if type(field) is ma_fields.Date and field.format in (None, "iso"):
+        return lambda obj: None if (value := read(obj)) is None else value.isoformat()
+    if type(field) is ma_fields.List and _identity(field.inner):
+        return lambda obj: None if (value := read(obj)) is None else list(value)
+    if _identity(field):
+        return read
     return lambda obj: field.serialize(name, obj)
 
 

@@ -15,16 +15,14 @@ from marshmallow import ValidationError, validate as ma_validate
 from sqlalchemy import Boolean as SABoolean, Date as SADate, DateTime as SADateTime, Float as SAFloat
 from sqlalchemy import BigInteger as SABigInteger, Integer as SAInteger, JSON as SAJSON, Numeric as SANumeric
 from sqlalchemy import String as SAString, and_, func, inspect, select
+from sqlalchemy.ext.hybrid import HybridExtensionType
 from sqlalchemy.orm import load_only, selectinload
 from sqlalchemy.types import TypeDecorator
 
 from . import filters as f
 from .errors import JsonApiError, JsonApiErrors, bad_request, conflict, invalid_field, json_pointer
+from .rows import CHUNK_SIZE as INCLUDE_CHUNK_SIZE, RowPlan
 from .schema import Rel
-
-# One query per include path even for a full page whose rows fan out (roles.account):
-# below both SQLite's and PostgreSQL's bind-parameter limits.
-INCLUDE_CHUNK_SIZE = 30000
 
 
 @dataclass
@@ -125,6 +123,7 @@ class Resource:
         self.mapper = inspect(self.model)
         self.attributes = {}              # name -> (model attribute name, FieldType)
         self.attribute_field_names = {}   # model attribute name -> schema field name
+        self.field_attributes = {}        # rendered schema field name -> model attribute name
         self.relationships = {}
         fieldset = set()
         declared = self.schema_class._declared_fields
@@ -143,6 +142,7 @@ class Resource:
             if field.load_only:
                 continue  # secrets: never rendered, never filtered or sorted on
             fieldset.add(name)
+            self.field_attributes[name] = attr
             ftype = self.attribute_types.get(name)
             column = getattr(self.model, attr, None)
             if ftype is None and attr in self.mapper.columns:
@@ -150,6 +150,8 @@ class Resource:
             if ftype is not None and column is not None:
                 self.attributes[name] = (attr, ftype)
         self.fieldset_names = frozenset(fieldset)
+        self.hybrids = frozenset(name for name, descriptor in self.mapper.all_orm_descriptors.items()
+                                 if descriptor.extension_type is HybridExtensionType.HYBRID_PROPERTY)
 
         self.filters = {}
         self.filters["id"] = f.Filter("id", f.Integer(), column=self.model.id, nullable=False)
@@ -213,28 +215,34 @@ class Resource:
             clauses.append(self.model.id.asc())
         return clauses
 
-    def sparse_columns(self, spec):
-        """The columns a sparse fieldset needs (None: load every column).
-
-        With `fields[TYPE]` the page loads the id, the version, the columns of the named
-        attributes and the foreign keys of the named or included to-one relationships, so a
-        1000-row `fields[accounts]=email,enabled` page does not read and convert every column
-        of every row. A named field that is not a plain column turns this off."""
-        names = spec.fields.get(self.type)
-        if names is None:
-            return None
-        columns = {"id", "version"} & set(self.mapper.columns.keys())
-        heads = {path[0] for path in spec.include}
-        for name in set(names) | heads:
+    def render_columns(self, names, heads=()):
+        """The model columns that render the fields `names` (None: every field) and lead to the
+        relationships `heads`: the id, the named attributes and the foreign keys of the named
+        or followed to-one relationships. None when a named attribute is neither a column nor
+        a hybrid property (the row path selects a hybrid's SQL expression in its place)."""
+        columns = {"id"}
+        for name in set(self.fieldset_names if names is None else names) | set(heads):
             rel = self.relationships.get(name)
             if rel is not None:
                 if rel.fk is not None:
                     columns.add(rel.fk)
                 continue
-            attr = next((a for a, field_name in self.attribute_field_names.items() if field_name == name), None)
-            if attr is None or attr not in self.mapper.columns:
+            attr = self.field_attributes.get(name)
+            if attr is None or not (attr in self.mapper.columns or attr in self.hybrids):
                 return None
             columns.add(attr)
+        return columns
+
+    def sparse_columns(self, spec):
+        """The columns a sparse fieldset needs when the ORM loads the rows (None: every column),
+        so a sparse page the row path cannot serve still does not read every column."""
+        names = spec.fields.get(self.type)
+        if names is None:
+            return None
+        columns = self.render_columns(names, {path[0] for path in spec.include})
+        if columns is None or columns & self.hybrids:
+            return None
+        columns |= {"version"} & set(self.mapper.columns.keys())
         return [getattr(self.model, column) for column in sorted(columns)]
 
     def loader_options(self, spec, ctx):
@@ -271,11 +279,40 @@ class Resource:
             total = session.scalar(select(func.count()).select_from(self.model).where(*predicates))
         if spec.after is not None:
             predicates.append(self.model.id > spec.after)  # keyset: no offset to skip, however deep
-        stmt = (select(self.model).where(*predicates).order_by(*self.order_by(spec))
-                .offset(spec.offset).limit(spec.page_size + 1).options(*self.loader_options(spec, ctx)))
-        rows = session.scalars(stmt).all()
+        plan = RowPlan.build(self, spec)
+        if plan is None:
+            stmt = select(self.model).options(*self.loader_options(spec, ctx))
+        else:
+            stmt = select(*plan.columns)
+        stmt = (stmt.where(*predicates).order_by(*self.order_by(spec))
+                .offset(spec.offset).limit(spec.page_size + 1))
+        if plan is None:
+            rows = session.scalars(stmt).all()
+        else:
+            rows = plan.wrap(session.execute(stmt).all())
         has_next = len(rows) > spec.page_size
-        return rows[: spec.page_size], has_next, total
+        rows = rows[: spec.page_size]
+        if plan is not None:
+            plan.attach(session, ctx, rows)
+        return rows, has_next, total
+
+    def read(self, ctx, id_, spec):
+        """The row with this id, read for rendering as `spec` asks (plain rows where they
+        suffice, see rows.py), if the caller may see it; else a 404."""
+        plan = RowPlan.build(self, spec, extra={"version"} & set(self.mapper.columns.keys()))
+        if plan is None:
+            return self.get(ctx, id_, spec)
+        if not isinstance(id_, int) or not 0 < id_ < 2 ** 31:
+            raise self.not_found(id_)
+        stmt = select(*plan.columns).where(self.model.id == id_)
+        visible = self.visible(ctx)
+        if visible is not None:
+            stmt = stmt.where(visible)
+        rows = plan.wrap(ctx.session.execute(stmt).all())
+        if not rows:
+            raise self.not_found(id_)
+        plan.attach(ctx.session, ctx, rows)
+        return rows[0]
 
     def get(self, ctx, id_, spec=None, for_update=False):
         """The row with this id if the caller may see it, else a 404."""

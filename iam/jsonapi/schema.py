@@ -22,7 +22,9 @@ def format_timestamp(value):
     """An aware datetime as ISO 8601 in UTC with microseconds and `Z`.
 
     isoformat, not strftime: %Y does not pad years before 1000 to four digits."""
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    if value.tzinfo is not timezone.utc:
+        value = value.astimezone(timezone.utc)
+    return value.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class Timestamp(ma_fields.DateTime):

@@ -183,7 +183,7 @@ class Api:
         self.commit(ctx)
         for callback in state.after_commit:
             callback()
-        fresh = resource.get(ctx, obj_id, spec)
+        fresh = resource.read(ctx, obj_id, spec)
         headers = {"Location": f"{ctx.base_url}/{resource.type}/{obj_id}"} if status == 201 else None
         return self.render(resource, fresh, spec, ctx, status, headers, meta=state.meta)
 
@@ -225,7 +225,7 @@ def _register_routes(api, resource):
     def show_view(id):
         ctx = api.begin(resource, "show")
         spec = query.parse(request.args, resource, api, collection=False)
-        obj = resource.get(ctx, id, spec)
+        obj = resource.read(ctx, id, spec)
         etag = resource.etag(obj)
         if request.if_none_match and request.if_none_match.contains(etag.strip('"')):
             return Response(status=304, headers={"ETag": etag})

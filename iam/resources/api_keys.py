@@ -86,6 +86,6 @@ class ApiKeys(Resource):
             self.delete(ctx, obj)
             api.on_change(ctx, self, "delete", obj, before, None)
             api.commit(ctx)
-            return api.render(self, self.get(ctx, id, spec), spec, ctx)
+            return api.render(self, self.read(ctx, id, spec), spec, ctx)
 
         api.blueprint.add_url_rule("/api_keys/<int:id>/revoke", "api_keys_revoke", revoke, methods=["POST"])

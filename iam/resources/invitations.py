@@ -133,7 +133,7 @@ class Invitations(Resource):
             api.on_change(ctx, self, "resend", invitation, before, after)
             api.commit(ctx)
             _mail(invitation, raw)()
-            return api.render(self, self.get(ctx, id, spec), spec, ctx)
+            return api.render(self, self.read(ctx, id, spec), spec, ctx)
 
         def invitations_accept():
             """Public: turn a pending invitation into a person and an account, and log them in."""

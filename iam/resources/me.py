@@ -25,7 +25,7 @@ def show(api):
     ctx, resource = _me(api)
     spec = query.parse(request.args, resource, api, collection=False)
     # Authentication already loaded the caller's account: without includes, render that one.
-    obj = resource.get(ctx, ctx.principal.account_id, spec) if spec.include else ctx.principal.account
+    obj = resource.read(ctx, ctx.principal.account_id, spec) if spec.include else ctx.principal.account
     return api.render(resource, obj, spec, ctx, meta={"effective_roles": [_describe(r) for r in ctx.principal.roles]})
 
 
@@ -124,7 +124,7 @@ def update(api):
                   {**snapshot(resource, account, list(values)), **person_values})
     account_id = account.id
     api.commit(ctx)
-    return api.render(resource, resource.get(ctx, account_id, spec), spec, ctx)
+    return api.render(resource, resource.read(ctx, account_id, spec), spec, ctx)
 
 
 def register(api):

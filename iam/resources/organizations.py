@@ -72,7 +72,7 @@ class Organizations(Resource):
             api.on_change(ctx, self, "increment", organization, None, {"quota_usage": f"+{usage}"})
             api.commit(ctx)
             ctx.session.expire_all()
-            return api.render(self, self.get(ctx, id, spec), spec, ctx)
+            return api.render(self, self.read(ctx, id, spec), spec, ctx)
 
         api.blueprint.add_url_rule("/organizations/<int:id>/increment", "organizations_increment",
                                    organizations_increment, methods=["POST"])
