@@ -105,6 +105,7 @@ class Renderer:
         self.sparse = sparse
         self.items = {}       # (type, id) -> resource object, primary and included
         self.included = []    # included resource objects, in the order they were reached
+        self.views = {}       # type -> the attributes and relationships its fieldset renders
 
     def primary(self, schema_class, objs, tree):
         """The resource objects of `objs` (primary data), and everything `tree` includes.
@@ -135,27 +136,30 @@ class Renderer:
         for name, subtree in tree.items():
             self._follow(plan, obj, item, name, subtree)
 
+    def _view(self, plan):
+        """(attributes, relationships) of a type that this document renders: its sparse fieldset."""
+        view = self.views.get(plan.type)
+        if view is None:
+            names = self.sparse.get(plan.type)
+            attributes = [(key, get) for key, get in plan.attributes if names is None or key in names]
+            relationships = [(name, rel) for name, rel in plan.relationships.items() if names is None or name in names]
+            view = self.views[plan.type] = (attributes, relationships)
+        return view
+
     def _item(self, plan, obj):
-        names = self.sparse.get(plan.type)
+        attributes, relationships = self._view(plan)
         own = f"{self.base_url}/{plan.type}/{obj.id}"
         item = {"type": plan.type, "id": str(obj.id)}
-        if names is None:
-            attributes = {key: get(obj) for key, get in plan.attributes}
-        else:
-            attributes = {key: get(obj) for key, get in plan.attributes if key in names}
         if attributes:
-            item["attributes"] = attributes
-        relationships = {}
-        for name, rel in plan.relationships.items():
-            if names is not None and name not in names:
-                continue
-            relationship = {"links": {"self": f"{own}/relationships/{name}", "related": f"{own}/{name}"}}
-            if rel.fk is not None:
-                value = getattr(obj, rel.fk)
-                relationship["data"] = None if value is None else {"type": rel.type_, "id": str(value)}
-            relationships[name] = relationship
+            item["attributes"] = {key: get(obj) for key, get in attributes}
         if relationships:
-            item["relationships"] = relationships
+            rendered = item["relationships"] = {}
+            for name, rel in relationships:
+                relationship = {"links": {"self": f"{own}/relationships/{name}", "related": f"{own}/{name}"}}
+                if rel.fk is not None:
+                    value = getattr(obj, rel.fk)
+                    relationship["data"] = None if value is None else {"type": rel.type_, "id": str(value)}
+                rendered[name] = relationship
         item["links"] = {"self": own}
         return item
 
