@@ -233,13 +233,16 @@ def children(pid):
         return found
 
 
-def cpu_seconds(pids):
+def cpu_seconds(pids, reaped=False):
+    """CPU seconds the processes used themselves (utime + stime), or with `reaped` the CPU
+    seconds of their children that exited and were waited for (cutime + cstime)."""
     total = 0.0
+    first = 13 if reaped else 11
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as fh:
                 fields = fh.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+            total += (int(fields[first]) + int(fields[first + 1])) / CLK_TCK
         except (OSError, IndexError, ValueError):
             pass
     return total
@@ -433,7 +436,7 @@ def run_load(server, per_connection, duration, warmup, sample_every=None, on_sam
         time.sleep(0.005)
     pids = server.pids()
     per_pid_before = {pid: cpu_seconds([pid]) for pid in pids}
-    cpu_before = sum(per_pid_before.values())
+    reaped_before = cpu_seconds([server.process.pid], reaped=True)
     wall_before = time.monotonic()
     samples = []
     while time.monotonic() < end_at:
@@ -443,11 +446,13 @@ def run_load(server, per_connection, duration, warmup, sample_every=None, on_sam
         else:
             time.sleep(min(0.05, max(0.0, end_at - time.monotonic())))
     per_pid_after = {pid: cpu_seconds([pid]) for pid in server.pids()}
-    cpu_after = sum(per_pid_after.values())
-    # Workers recycled meanwhile (max_requests) drop out of the sum: count only pids seen at both ends.
+    # Workers that gunicorn recycled meanwhile (max_requests) are gone from /proc, but the
+    # master reaped them: their whole lifetime's CPU moved into its children's times. So the
+    # server's CPU over the window is what the live processes show now, plus what the master
+    # reaped meanwhile, minus what every process had used when the window opened.
+    cpu_before = sum(per_pid_before.values())
+    cpu_after = sum(per_pid_after.values()) + cpu_seconds([server.process.pid], reaped=True) - reaped_before
     common = per_pid_before.keys() & per_pid_after.keys()
-    cpu_before = sum(per_pid_before[p] for p in common)
-    cpu_after = sum(per_pid_after[p] for p in common)
     worker_cpu = sorted((round(per_pid_after[p] - per_pid_before[p], 2) for p in common
                          if p != server.process.pid), reverse=True)
     wall = time.monotonic() - wall_before
