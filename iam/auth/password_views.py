@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 
 from .. import audit, background, mail
 from ..extensions import db
-from ..jsonapi.errors import JsonApiError, JsonApiErrors, invalid_field
+from ..jsonapi.errors import JsonApiError, JsonApiErrors, invalid_field, unauthenticated
 from ..jsonapi.media import check_accept
 from ..models import Account, utcnow
 from ..resources.common import digest
@@ -140,7 +140,9 @@ def change():
     if principal.read_only:
         raise JsonApiError(403, "forbidden", "Forbidden", "This API key is read-only.")
     args = parse_auth_body(ChangeSchema())
-    account = principal.account
+    account = db.session.get(Account, principal.account_id)  # the principal's is a read-only row
+    if account is None:  # deleted since authentication read it
+        raise unauthenticated("The access token is invalid or has expired.")
     if not passwords.verify_password(account.password_hash, args["current_password"]):
         pointer = "/data/attributes/current_password" if getattr(request, "_iam_wrapped", False) \
             else "/current_password"

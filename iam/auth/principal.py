@@ -3,18 +3,24 @@
 Every request re-reads the session, the account and (for API-key sessions) the key, so
 ending a session, disabling, expiring or deleting an account, or revoking a key takes
 effect on the very next request, however long the access token has left.
+
+This runs on every request, so it reads plain rows, not ORM objects (which cost twice the
+time): the session, its account, its API key and the account's roles in one statement, the
+roles of the account's groups in a second. The principal's `account`, `session` and roles
+are `Loaded` rows (their columns as attributes), for reading: a view that changes the
+caller's account or session loads it through the ORM by id.
 """
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from flask import current_app, g, request
-from sqlalchemy import select
-from sqlalchemy.orm import joinedload
+from sqlalchemy import bindparam, select
 
 from ..extensions import db
 from ..jsonapi.errors import unauthenticated
-from ..models import Account, AccountSession, utcnow
-from ..models.base import record_activity
+from ..jsonapi.rows import Loaded
+from ..models import Account, AccountRole, AccountSession, ApiKey, Group, group_members, utcnow
+from ..models.base import record_activity_by_id
 from .tokens import InvalidToken, decode_access_token
 
 # last_used_at is a hint for people reviewing their sessions, not an audit record:
@@ -31,19 +37,11 @@ class GroupRole:
     group_id: int
 
 
-def effective_roles(account, now):
-    """The roles an account holds now: its own valid ones and those of its groups."""
-    direct = [r for r in account.roles if r.is_valid(now)]
-    through_groups = [GroupRole(role["name"], role.get("scopes") or {}, group.id)
-                      for group in account.groups for role in (group.roles or [])]
-    return direct + through_groups
-
-
 @dataclass
 class Principal:
-    account: Account
-    session: AccountSession = None
-    roles: list = field(default_factory=list)   # AccountRole rows valid now
+    account: Loaded                              # the caller's accounts row
+    session: Loaded = None                       # its account_sessions row
+    roles: list = field(default_factory=list)   # account_roles rows valid now, then GroupRoles
 
     @property
     def account_id(self):
@@ -70,28 +68,66 @@ def idle_timeout():
     return timedelta(seconds=current_app.config["IAM_SESSION_IDLE_TIMEOUT"])
 
 
+# The parts of the principal's row, in select order: every column of the session and the
+# account (what the ORM would load; the account renders /accounts/me), the API key's
+# validity, and every column of one role (a row per role, none when it has no roles).
+_KEY = ApiKey.__table__
+_PARTS = (list(AccountSession.__table__.columns), list(Account.__table__.columns),
+          [_KEY.c.id, _KEY.c.revoked_at, _KEY.c.expires_at], list(AccountRole.__table__.columns))
+_PRINCIPAL = (
+    select(*(column for part in _PARTS for column in part))
+    .select_from(AccountSession.__table__)
+    .join(Account.__table__, Account.id == AccountSession.account_id)
+    .outerjoin(_KEY, _KEY.c.id == AccountSession.api_key_id)
+    .outerjoin(AccountRole.__table__, AccountRole.account_id == Account.id)
+    .where(AccountSession.id == bindparam("session_id"), AccountSession.account_id == bindparam("account_id"))
+    .order_by(AccountRole.id)
+)
+_GROUP_ROLES = (
+    select(Group.id, Group.roles).join(group_members, group_members.c.group_id == Group.id)
+    .where(group_members.c.account_id == bindparam("account_id")).order_by(Group.id)
+)
+
+
+def _split(row):
+    """One row of _PRINCIPAL -> (session, account, key, role) column dicts."""
+    parts, start = [], 0
+    for columns in _PARTS:
+        parts.append({column.key: value for column, value in zip(columns, row[start:start + len(columns)])})
+        start += len(columns)
+    return parts
+
+
 def load_principal(account_id, session_id, now=None):
-    """The principal for a live session of an account that may authenticate now, else None."""
+    """The principal for a live session of an account that may authenticate now, else None.
+
+    The validity rules are the models' own methods, applied to the rows read (they read
+    only columns)."""
     now = now or utcnow()
-    session = db.session.scalars(
-        select(AccountSession).where(AccountSession.id == session_id, AccountSession.account_id == account_id)
-        .options(joinedload(AccountSession.account).joinedload(Account.roles),
-                 joinedload(AccountSession.account).selectinload(Account.groups),
-                 joinedload(AccountSession.api_key))
-    ).unique().one_or_none()
-    if session is None or not session.is_active(now, idle_timeout()) or not session.account.is_active(now):
+    rows = db.session.execute(_PRINCIPAL, {"session_id": session_id, "account_id": account_id}).all()
+    if not rows:
         return None
-    if session.api_key is not None and not session.api_key.is_usable(now):
+    session_values, account_values, key_values, _ = _split(rows[0])
+    session, account = Loaded(session_values), Loaded(account_values)
+    if not AccountSession.is_active(session, now, idle_timeout()) or not Account.is_active(account, now):
         return None
+    if key_values["id"] is not None and not ApiKey.is_usable(Loaded(key_values), now):
+        return None
+    roles = [role for role in (Loaded(_split(row)[3]) for row in rows)
+             if role.id is not None and AccountRole.is_valid(role, now)]
+    roles += [GroupRole(role["name"], role.get("scopes") or {}, group_id)
+              for group_id, group_roles in db.session.execute(_GROUP_ROLES, {"account_id": account_id})
+              for role in (group_roles or [])]
     if session.last_used_at is None or now - session.last_used_at > LAST_USED_RESOLUTION:
         # Its own transaction (SQLite cannot turn a read transaction into a write once another
         # writer has committed), and no version check: parallel requests of one session all
         # record their use, at most once a minute, and none fails another.
         db.session.commit()
-        record_activity(db.session, session, now, last_used_at=now)
+        version = record_activity_by_id(db.session, AccountSession, session.id, now, last_used_at=now)
         db.session.commit()
-    account = session.account
-    return Principal(account, session, effective_roles(account, now))
+        if version is not None:
+            session_values.update(last_used_at=now, updated_at=now, version=version)
+    return Principal(account, session, roles)
 
 
 def authenticate():

@@ -15,7 +15,7 @@ from ..jsonapi import documents
 from ..jsonapi.query import QuerySpec
 from ..jsonapi.errors import JsonApiError, JsonApiErrors, invalid_field, json_pointer
 from ..jsonapi.media import check_accept, read_json_body
-from ..models import Account, ApiKey, utcnow
+from ..models import Account, AccountSession, ApiKey, utcnow
 from ..models.base import record_activity
 from ..resources.common import digest
 from . import passwords, sessions
@@ -178,7 +178,9 @@ def logout(api):
     check_accept()
     principal = authenticate()
     now = utcnow()
-    sessions.end(principal.session, now)
+    session = db.session.get(AccountSession, principal.session_id)  # the principal's is a read-only row
+    if session is not None:  # else deleted since authentication read it: nothing left to end
+        sessions.end(session, now)
     audit.record("logout", actor_id=principal.account_id, resource_type="account_sessions",
                  resource_id=principal.session_id, organization_id=principal.account.organization_id)
     db.session.commit()

@@ -38,16 +38,21 @@ def record_activity(session, obj, now, *conditions, **values):
     (e.g. only if not yet revoked). The object in `session` is brought up to date, so a
     later ORM write in the same request checks against the new version. True if written.
     """
-    model = type(obj)
     (row_id,) = inspect(obj).identity  # not obj.id: that would reload an expired object first
-    new_version = session.execute(
-        update(model).where(model.id == row_id, *conditions)
-        .values(version=model.version + 1, updated_at=now, **values)
-        .returning(model.version)
-        .execution_options(synchronize_session=False)
-    ).scalar_one_or_none()
+    new_version = record_activity_by_id(session, type(obj), row_id, now, *conditions, **values)
     if new_version is None:
         return False
     for name, value in {**values, "updated_at": now, "version": new_version}.items():
         set_committed_value(obj, name, value)
     return True
+
+
+def record_activity_by_id(session, model, row_id, now, *conditions, **values):
+    """record_activity for a row no ORM object holds: the row's new version, or None if no
+    row matched."""
+    return session.execute(
+        update(model).where(model.id == row_id, *conditions)
+        .values(version=model.version + 1, updated_at=now, **values)
+        .returning(model.version)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
