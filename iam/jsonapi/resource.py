@@ -283,7 +283,7 @@ class Resource:
         if plan is None:
             stmt = select(self.model).options(*self.loader_options(spec, ctx))
         else:
-            stmt = select(*plan.columns)
+            stmt = plan.select
         stmt = (stmt.where(*predicates).order_by(*self.order_by(spec))
                 .offset(spec.offset).limit(spec.page_size + 1))
         if plan is None:
@@ -304,7 +304,7 @@ class Resource:
             return self.get(ctx, id_, spec)
         if not isinstance(id_, int) or not 0 < id_ < 2 ** 31:
             raise self.not_found(id_)
-        stmt = select(*plan.columns).where(self.model.id == id_)
+        stmt = plan.select.where(self.model.id == id_)
         visible = self.visible(ctx)
         if visible is not None:
             stmt = stmt.where(visible)

@@ -16,6 +16,8 @@ each restricted to what the caller may see (`Resource.visible`), so includes see
 a list of the target would. Anything else (a computed attribute, a relationship of a type
 to itself, a composite key) keeps the ORM path: `RowPlan.build` returns None.
 """
+from functools import lru_cache
+
 from sqlalchemy import select
 
 from .render import include_tree
@@ -52,11 +54,12 @@ class _Hop:
         self.parent_key = resource.mapper.get_property_by_column(parent_col).key
         order = prop.order_by or (target.model.id,)
         self.order_by = (self.key, *order) if rel.many else (self.key, target.model.id)
+        self.select = select(self.key, *plan.columns)
+        if self.join is not None:
+            self.select = self.select.select_from(target.model).join(*self.join)
 
     def statement(self, ctx, keys):
-        stmt = select(self.key, *self.plan.columns)
-        if self.join is not None:
-            stmt = stmt.select_from(self.target.model).join(*self.join)
+        stmt = self.select
         visible = self.target.visible(ctx)
         if visible is not None:
             stmt = stmt.where(visible)
@@ -72,12 +75,16 @@ class RowPlan:
         # Columns, and the SQL expressions of hybrid properties under their names.
         self.columns = [getattr(resource.model, name) if name not in resource.hybrids
                         else getattr(resource.model, name).label(name) for name in columns]
+        self.select = select(*self.columns)   # built once: requests add their WHERE, ORDER BY and LIMIT
         self.hops = hops
 
     @classmethod
     def build(cls, resource, spec, extra=()):
-        """A plan for rendering `resource` as `spec` asks, or None when the ORM must load it."""
-        return cls._build(resource, spec.fields, include_tree(spec.include), set(extra))
+        """A plan for rendering `resource` as `spec` asks, or None when the ORM must load it.
+        Plans depend on the request's fieldsets and includes only, so they are kept (a bounded
+        number of them: the combinations are the client's to choose)."""
+        fields = tuple(sorted((type_name, tuple(sorted(names))) for type_name, names in spec.fields.items()))
+        return _plan(cls, resource, fields, tuple(tuple(path) for path in spec.include), frozenset(extra))
 
     @classmethod
     def _build(cls, resource, fields, tree, extra):
@@ -125,3 +132,8 @@ class RowPlan:
                 parent.__dict__[attribute] = list(found) if many else (found[0] if found else None)
             if hop.plan.hops and by_id:
                 hop.plan.attach(session, ctx, list(by_id.values()))
+
+
+@lru_cache(maxsize=512)
+def _plan(cls, resource, fields, include, extra):
+    return cls._build(resource, dict(fields), include_tree(include), set(extra))
