@@ -1,0 +1,59 @@
+"""On PostgreSQL, GET requests run their statements without BEGIN/ROLLBACK; writes keep transactions.
+
+Under READ COMMITTED each statement sees its own snapshot inside a transaction too, so a
+read's transaction only costs two round trips. SQLite keeps its read transactions (one
+snapshot for the whole request, at no round-trip cost).
+"""
+import pytest
+
+from iam.api import api
+from iam.extensions import db
+from tests.helpers import assert_jsonapi
+
+
+def isolation_in_context(app, method):
+    """How the request's statements run, for a request of `method`: AUTOCOMMIT (each one on
+    its own), else the isolation level of the transaction they run in."""
+    with app.test_request_context("/api/v3/iam/accounts", method=method):
+        api.context(authenticate=False)
+        try:
+            connection = db.session.connection()
+            if getattr(connection.connection.driver_connection, "autocommit", False) is True:
+                return "AUTOCOMMIT"
+            return connection.get_isolation_level()
+        finally:
+            db.session.remove()
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_a_read_runs_in_autocommit_on_postgresql_and_in_a_transaction_on_sqlite(app, dialect, method):
+    with app.app_context():
+        db.session.execute(db.text("SELECT 1"))  # the engine learns the database's default level
+        db.session.remove()
+    expected = "AUTOCOMMIT" if dialect == "postgresql" else "SERIALIZABLE"
+    assert isolation_in_context(app, method) == expected
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH", "DELETE"])
+def test_a_write_runs_in_a_transaction_and_the_pool_gives_back_no_autocommit_connection(app, dialect, method):
+    """A write after a read gets a transactional connection: the pool undid the read's setting."""
+    isolation_in_context(app, "GET")
+    expected = "READ COMMITTED" if dialect == "postgresql" else "SERIALIZABLE"
+    assert isolation_in_context(app, method) == expected
+
+
+def test_a_read_still_records_the_sessions_use(app, factory, admin_account):
+    """The one write a read makes (last_used_at, at most once a minute) is committed."""
+    from datetime import timedelta
+
+    from iam.models import AccountSession, utcnow
+    from tests.helpers import ApiClient
+
+    stale = utcnow() - timedelta(minutes=5)
+    token = factory.token(admin_account, last_used_at=stale)
+    client = ApiClient(app.test_client(), token)
+    body = assert_jsonapi(client.get("/accounts/me"), 200)
+    assert body["data"]["id"] == str(admin_account.id)
+    with app.app_context():
+        sessions = db.session.query(AccountSession).filter_by(account_id=admin_account.id).all()
+        assert len(sessions) == 1 and sessions[0].last_used_at > stale
