@@ -108,12 +108,14 @@ class Api:
         """The request context; authenticates unless told the endpoint is public."""
         session = self.db.session
         if request.method in ("GET", "HEAD") and not session().in_transaction() \
-                and self.db.engine.dialect.default_isolation_level == "READ COMMITTED":
+                and getattr(self.db.engine.dialect, "default_isolation_level", None) == "READ COMMITTED":
             # A read needs no transaction on PostgreSQL: under READ COMMITTED each statement
             # sees its own snapshot inside one as well, so BEGIN and ROLLBACK would only add
             # two round trips. The writes a read makes (last-use bookkeeping) are single
             # statements. SQLite's read transactions do give one snapshot, and cost no round
             # trip: they stay. The pool restores the isolation level when the connection returns.
+            # (The dialect learns the database's default level on its first connection: a
+            # process's very first request runs in a transaction.)
             session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         if authenticate and principal is None:
             principal = self._authenticate()

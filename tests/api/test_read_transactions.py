@@ -6,9 +6,10 @@ snapshot for the whole request, at no round-trip cost).
 """
 import pytest
 
+from iam import create_app
 from iam.api import api
 from iam.extensions import db
-from tests.helpers import assert_jsonapi
+from tests.helpers import ApiClient, assert_jsonapi
 
 
 def isolation_in_context(app, method):
@@ -47,7 +48,6 @@ def test_a_read_still_records_the_sessions_use(app, factory, admin_account):
     from datetime import timedelta
 
     from iam.models import AccountSession, utcnow
-    from tests.helpers import ApiClient
 
     stale = utcnow() - timedelta(minutes=5)
     token = factory.token(admin_account, last_used_at=stale)
@@ -57,3 +57,18 @@ def test_a_read_still_records_the_sessions_use(app, factory, admin_account):
     with app.app_context():
         sessions = db.session.query(AccountSession).filter_by(account_id=admin_account.id).all()
         assert len(sessions) == 1 and sessions[0].last_used_at > stale
+
+
+def test_the_first_read_of_a_new_process_works(database_url, factory, admin_account, tmp_path):
+    """A fresh app (its engine not yet connected, the database's default isolation level not
+    yet known) answers its very first request, a read: here it once answered a 500."""
+    fresh = create_app({"TESTING": True, "IAM_ENV": "test", "IAM_DATABASE_URL": database_url,
+                        "PROPAGATE_UNEXPECTED_ERRORS": False})
+    fresh.instance_path = str(tmp_path)
+    try:
+        client = ApiClient(fresh.test_client(), factory.token(admin_account))
+        assert assert_jsonapi(client.get("/accounts/me"), 200)["data"]["id"] == str(admin_account.id)
+        assert assert_jsonapi(client.get("/accounts"), 200)["data"]
+    finally:
+        with fresh.app_context():
+            db.engine.dispose()
