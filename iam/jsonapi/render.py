@@ -10,6 +10,9 @@ A `Plan` is compiled once per schema class from its declared fields: the attribu
 timestamps, the field's own `serialize` for anything else) and the relationships. Rendering
 is then a loop of dict building, with the output marshmallow-jsonapi gave.
 """
+from datetime import date
+from operator import itemgetter
+
 import marshmallow as ma
 from marshmallow import fields as ma_fields
 
@@ -28,48 +31,85 @@ def _reader(attr):
     return read
 
 
-def _timestamp(value):
-    return None if value is None else format_timestamp(value)
-
-
 def _identity(field):
     """Whether the field's dump of a value is that value."""
     return isinstance(field, _IDENTITY) and type(field)._serialize in {cls._serialize for cls in _IDENTITY}
 
 
-def _getter(name, field):
+def _conversion(field):
+    """For a field that renders one plain attribute: (True, the function of its non-null value
+    that renders it, or None when the value renders as is). (False, None) otherwise."""
+    if type(field) is Timestamp:
+        return True, format_timestamp
+    if type(field) is ma_fields.Date and field.format in (None, "iso"):
+        return True, date.isoformat
+    if type(field) is ma_fields.List and _identity(field.inner):
+        return True, list
+    if _identity(field):
+        return True, None
+    return False, None
+
+
+def _getter(name, field, attr, convert):
     """A function obj -> rendered value for one attribute field."""
-    attr = field.attribute or name
-    plain = "." not in attr and field.dump_default is ma.missing
-    if not plain:
+    if attr is None:
         return lambda obj: field.serialize(name, obj)
     read = _reader(attr)
-    if type(field) is Timestamp:
-        return lambda obj: _timestamp(read(obj))
-    if type(field) is ma_fields.Date and field.format in (None, "iso"):
-        return lambda obj: None if (value := read(obj)) is None else value.isoformat()
-    if type(field) is ma_fields.List and _identity(field.inner):
-        return lambda obj: None if (value := read(obj)) is None else list(value)
-    if _identity(field):
+    if convert is None:
         return read
-    return lambda obj: field.serialize(name, obj)
+    return lambda obj: None if (value := read(obj)) is None else convert(value)
 
 
 class Plan:
-    """How to render the resources of one schema class."""
+    """How to render the resources of one schema class.
+
+    `attributes` renders any object. `plain`, when every attribute field renders one plain
+    attribute (a column), renders from the instance dict in one step: the renderer's fast
+    path for rows read as rows and for ORM objects whose columns are all loaded."""
 
     def __init__(self, schema_class):
         prototype = schema_class()
         self.type = schema_class.opts.type_
         self.attributes = []        # (key, getter)
+        self.plain = []             # (key, attribute, conversion or None), or None
         self.relationships = {}     # name -> Rel
         for name, field in prototype.dump_fields.items():
             if name == "id":
                 continue
             if isinstance(field, Rel):
                 self.relationships[name] = field
-            else:
-                self.attributes.append((field.data_key or name, _getter(name, field)))
+                continue
+            key, attr = field.data_key or name, field.attribute or name
+            ok, convert = _conversion(field)
+            if not ok or "." in attr or field.dump_default is not ma.missing:
+                attr = convert = None
+                self.plain = None
+            elif self.plain is not None:
+                self.plain.append((key, attr, convert))
+            self.attributes.append((key, _getter(name, field, attr, convert)))
+
+
+class _Fast:
+    """The plain attributes of one sparse fieldset: their values in one C-level step."""
+
+    def __init__(self, plain):
+        self.keys = tuple(key for key, _, _ in plain)
+        attrs = [attr for _, attr, _ in plain]
+        self.values = (lambda d: (d[attrs[0]],)) if len(attrs) == 1 else itemgetter(*attrs)
+        self.conversions = [(key, convert) for key, _, convert in plain if convert is not None]
+
+    def render(self, obj):
+        """The attributes object, or None when one of the values is not in the instance dict."""
+        try:
+            values = self.values(obj.__dict__)
+        except KeyError:
+            return None
+        attributes = dict(zip(self.keys, values))
+        for key, convert in self.conversions:
+            value = attributes[key]
+            if value is not None:
+                attributes[key] = convert(value)
+        return attributes
 
 
 _plans = {}
@@ -137,21 +177,27 @@ class Renderer:
             self._follow(plan, obj, item, name, subtree)
 
     def _view(self, plan):
-        """(attributes, relationships) of a type that this document renders: its sparse fieldset."""
+        """(attributes, fast path or None, relationships) of a type, as this document's sparse
+        fieldset renders it."""
         view = self.views.get(plan.type)
         if view is None:
             names = self.sparse.get(plan.type)
             attributes = [(key, get) for key, get in plan.attributes if names is None or key in names]
+            fast = None
+            if plan.plain is not None:
+                plain = [entry for entry in plan.plain if names is None or entry[0] in names]
+                fast = _Fast(plain) if plain else None
             relationships = [(name, rel) for name, rel in plan.relationships.items() if names is None or name in names]
-            view = self.views[plan.type] = (attributes, relationships)
+            view = self.views[plan.type] = (attributes, fast, relationships)
         return view
 
     def _item(self, plan, obj):
-        attributes, relationships = self._view(plan)
+        attributes, fast, relationships = self._view(plan)
         own = f"{self.base_url}/{plan.type}/{obj.id}"
         item = {"type": plan.type, "id": str(obj.id)}
         if attributes:
-            item["attributes"] = {key: get(obj) for key, get in attributes}
+            values = fast.render(obj) if fast is not None else None
+            item["attributes"] = values if values is not None else {key: get(obj) for key, get in attributes}
         if relationships:
             rendered = item["relationships"] = {}
             for name, rel in relationships:
