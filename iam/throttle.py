@@ -24,6 +24,7 @@ def _failed(response):
 
 
 # endpoint -> (config key holding the limit, which responses count; None: all of them)
+# [, the methods limited, when not every method of the endpoint])
 ROUTE_LIMITS = {
     "iam.auth_login": ("IAM_LOGIN_RATE_LIMIT", _failed),
     "iam.auth_api_login": ("IAM_LOGIN_RATE_LIMIT", _failed),
@@ -32,8 +33,8 @@ ROUTE_LIMITS = {
     "iam.password_reset": ("IAM_RESET_RATE_LIMIT", _failed),
     "iam.password_token_valid": ("IAM_RESET_RATE_LIMIT", None),
     "iam.password_change": ("IAM_LOGIN_RATE_LIMIT", _failed),
-    # PATCH /accounts/me checks current_password when the email changes.
-    "iam.accounts_me": ("IAM_LOGIN_RATE_LIMIT", _failed),
+    # PATCH /accounts/me checks current_password when the email changes; GET checks nothing.
+    "iam.accounts_me": ("IAM_LOGIN_RATE_LIMIT", _failed, ["PATCH"]),
     "iam.invitations_accept": ("IAM_INVITATION_RATE_LIMIT", _failed),
     "iam.invitations_resend": ("IAM_INVITATION_RATE_LIMIT", None),
 }
@@ -43,9 +44,10 @@ def init_app(app):
     """A limiter of this app's own, wrapping the throttled endpoints' view functions."""
     limiter = Limiter(get_remote_address, app=app, storage_uri=app.config["IAM_RATELIMIT_STORAGE_URL"],
                       headers_enabled=True, key_prefix="iam", strategy="moving-window")
-    for endpoint, (setting, deduct_when) in ROUTE_LIMITS.items():
+    for endpoint, (setting, deduct_when, *methods) in ROUTE_LIMITS.items():
         view = app.view_functions[endpoint]
-        limit = limiter.limit(lambda setting=setting: current_app.config[setting], deduct_when=deduct_when)
+        limit = limiter.limit(lambda setting=setting: current_app.config[setting], deduct_when=deduct_when,
+                              methods=methods[0] if methods else None)
         app.view_functions[endpoint] = limit(view)
     app.extensions["iam_limiter"] = limiter
     return limiter

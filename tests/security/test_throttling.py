@@ -137,3 +137,5 @@ def test_guessing_the_current_password_through_accounts_me_is_limited(app, facto
     for _ in range(3):
         error_of(me.patch("/accounts/me", guess), 422)
     assert error_of(me.patch("/accounts/me", guess), 429)["code"] == "rate_limited"
+    # The limit is on changing the account: reading it still works.
+    assert assert_jsonapi(me.get("/accounts/me"), 200)["data"]["attributes"]["email"] == "ada@example.com"
