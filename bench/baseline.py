@@ -31,6 +31,7 @@ Run with the project's own gunicorn settings (same workers, threads, keep-alive)
 `IAM_DATABASE_URL=... IAM_SECRET_KEY=... gunicorn -c gunicorn.conf.py bench.baseline:application`.
 Each gunicorn thread keeps one psycopg connection (autocommit; a login is one transaction).
 """
+import base64
 import codecs
 import hashlib
 import os
@@ -459,6 +460,7 @@ class Spec:
         self.where, self.params = [], []
         self.order = []
         self.page_number, self.page_size, self.page_given = 1, DEFAULT_PAGE_SIZE, False
+        self.after = None  # page[after]: the id the page starts after (cursor mode)
         self.count = False
         self.include = ()
         self.fields = None
@@ -505,6 +507,9 @@ def parse_query(pairs, now, collection=True):
         if key == "count":
             spec.count = _bool(key, value)
             continue
+        if key == "page[after]":
+            spec.after = _decode_cursor(key, value)
+            continue
         if family and family.group(1) == "page":
             inner = family.group(2)
             if inner not in ("number", "size") or not re.fullmatch(r"\+?\d{1,12}", value.strip()) \
@@ -526,6 +531,23 @@ def parse_query(pairs, now, collection=True):
     if not spec.order:
         spec.order = ["a.id ASC"]
     return spec
+
+
+def _decode_cursor(key, value):
+    """The app's cursor ("" starts a walk; else base64url of "id:N", unpadded) -> N."""
+    if value == "":
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        text = ""
+    if not re.fullmatch(r"id:\d{1,10}", text):
+        raise bad_parameter(key, f"{key} is not a cursor this server gave.")
+    return int(text[3:])
+
+
+def _encode_cursor(last_id):
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
 
 
 def _add_filter(spec, key, name, value, now):
@@ -562,8 +584,16 @@ def _add_filter(spec, key, name, value, now):
         raise bad_parameter(key, f"The baseline has no filter {name!r}.")
 
 
-def page_links(spec, base_url, url, pairs, has_next, total):
+def page_links(spec, base_url, url, pairs, has_next, total, last_id=None):
     kept = [(k, v) for k, v in pairs if k not in ("page[number]", "page[size]", "page[after]")]
+    if spec.after is not None:  # cursor mode: forward only, no last
+        size = [("page[size]", str(spec.page_size))]
+
+        def cursor_link(cursor):
+            return base_url + "?" + urlencode(kept + [("page[after]", cursor)] + size, safe=",:")
+
+        return {"self": url, "first": cursor_link(""), "prev": None,
+                "next": cursor_link(_encode_cursor(last_id)) if has_next and last_id is not None else None}
 
     def link(number):
         page = [("page[number]", str(number))]
@@ -592,15 +622,19 @@ def list_accounts(environ, now):
     total = None
     if spec.count:
         total = query("SELECT count(*) FROM accounts a" + where, spec.params)[0][0]
+    if spec.after is not None:  # keyset: WHERE id > cursor, no offset however deep
+        where += (" AND " if where else " WHERE ") + "a.id > %s"
+        spec.params.append(spec.after)
     rows = query(f"SELECT {renderer.select} FROM accounts a{where} ORDER BY {', '.join(spec.order)} "
                  f"LIMIT %s OFFSET %s", [*spec.params, spec.page_size + 1, (spec.page_number - 1) * spec.page_size])
     has_next = len(rows) > spec.page_size
     rows = rows[:spec.page_size]
+    last_id = rows[-1][0] if rows else None
     data, included = renderer.data_and_included(rows)
     document = {"data": data}
     if included is not None:
         document["included"] = included
-    document["links"] = page_links(spec, base_url, url, pairs, has_next, total)
+    document["links"] = page_links(spec, base_url, url, pairs, has_next, total, last_id)
     if total is not None:
         document["meta"] = {"count": total}
     document["jsonapi"] = JSONAPI

@@ -20,6 +20,7 @@ only, and samples the RSS of every gunicorn worker, to show whether memory stays
 Every server started here is stopped before the command returns.
 """
 import argparse
+import base64
 import json
 import math
 import multiprocessing as mp
@@ -77,12 +78,18 @@ def discover(dsn):
             "SELECT email FROM accounts WHERE enabled AND auth_type = 'password' AND locked_until IS NULL "
             "AND (expires_at IS NULL OR expires_at > now()) AND person_id IS NOT NULL "
             "ORDER BY id DESC LIMIT 256")]
+        # The deep page (page[number]=500 of 100, or the last page of a smaller database), and
+        # its cursor: the last id of the page before it (id order, every account).
+        deep = max(1, min(500, len(ids) // 100))
+        before_deep = conn.execute("SELECT id FROM accounts ORDER BY id OFFSET %s LIMIT 1",
+                                   (max(0, (deep - 1) * 100 - 1),)).fetchone()[0] if deep > 1 else None
         version = conn.execute("SHOW server_version").fetchone()[0]
         revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
     rng = random.Random(42)
     show_ids = rng.sample(ids, min(256, len(ids))) if ids else [admin[0]]
     return {"accounts": accounts, "users": len(ids), "admin_id": admin[0], "organization": organization, "unit": unit,
-            "show_ids": show_ids, "login_emails": emails, "postgresql": version, "revision": revision}
+            "show_ids": show_ids, "login_emails": emails, "postgresql": version, "revision": revision,
+            "deep": deep, "before_deep": before_deep}
 
 
 def migrations_head():
@@ -103,9 +110,16 @@ def migrations_head():
     return heads.pop() if len(heads) == 1 else None
 
 
+def _cursor(last_id):
+    """The app's opaque cursor for "after this id" ("" for the start), as clients get it in links.next."""
+    if last_id is None:
+        return ""
+    return base64.urlsafe_b64encode(f"id:{last_id}".encode()).decode().rstrip("=")
+
+
 def build_shapes(facts, match="user777", role="auditor"):
     a = f"{API_PREFIX}/accounts"
-    deep = max(1, min(500, facts["users"] // 100))
+    deep = facts["deep"]
     include = "included=roles,person,organization"
     shapes = [
         Shape("list", "page[size]=100, no include", [f"{a}?page[size]=100"]),
@@ -122,6 +136,8 @@ def build_shapes(facts, match="user777", role="auditor"):
         Shape("deep_page", f"page[number]={deep}&page[size]=100" + (" (the last page: fewer than 50,000 rows)"
                                                                    if deep < 500 else ""),
               [f"{a}?page[number]={deep}&page[size]=100"]),
+        Shape("cursor_page", "page[after]=<cursor>&page[size]=100: the deep page's rows, by cursor",
+              [f"{a}?page[after]={_cursor(facts['before_deep'])}&page[size]=100"]),
         Shape("role_name", f"filter[role_name]={role}, page[size]=100",
               [f"{a}?filter[role_name]={role}&page[size]=100"]),
         Shape("ou_accounts", f"filter[ou_accounts]={facts['unit']} (a root unit), page[size]=100",
