@@ -11,8 +11,7 @@ import pytest
 
 from iam.extensions import db
 from iam.jsonapi.rows import RowPlan
-from iam.models import (Account, AccountRole, AccountSession, ApiKey, Group, Invitation, Organization,
-                        OrganizationalUnit, Person, utcnow)
+from iam.models import Account, AccountRole, AccountSession, ApiKey, Group, Invitation, Person, utcnow
 from tests.helpers import ApiClient, assert_jsonapi
 
 # Every includable path of every type, to depth two where the first hop leads to more.
