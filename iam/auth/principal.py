@@ -71,14 +71,14 @@ def idle_timeout():
 # The parts of the principal's row, in select order: every column of the session and the
 # account (what the ORM would load; the account renders /accounts/me), the API key's
 # validity, and every column of one role (a row per role, none when it has no roles).
-_KEY = ApiKey.__table__
+_API_KEYS = ApiKey.__table__
 _PARTS = (list(AccountSession.__table__.columns), list(Account.__table__.columns),
-          [_KEY.c.id, _KEY.c.revoked_at, _KEY.c.expires_at], list(AccountRole.__table__.columns))
+          [_API_KEYS.c.id, _API_KEYS.c.revoked_at, _API_KEYS.c.expires_at], list(AccountRole.__table__.columns))
 _PRINCIPAL = (
     select(*(column for part in _PARTS for column in part))
     .select_from(AccountSession.__table__)
     .join(Account.__table__, Account.id == AccountSession.account_id)
-    .outerjoin(_KEY, _KEY.c.id == AccountSession.api_key_id)
+    .outerjoin(_API_KEYS, _API_KEYS.c.id == AccountSession.api_key_id)
     .outerjoin(AccountRole.__table__, AccountRole.account_id == Account.id)
     .where(AccountSession.id == bindparam("session_id"), AccountSession.account_id == bindparam("account_id"))
     .order_by(AccountRole.id)
@@ -89,13 +89,14 @@ _GROUP_ROLES = (
 )
 
 
-def _split(row):
-    """One row of _PRINCIPAL -> (session, account, key, role) column dicts."""
-    parts, start = [], 0
-    for columns in _PARTS:
-        parts.append({column.key: value for column, value in zip(columns, row[start:start + len(columns)])})
-        start += len(columns)
-    return parts
+_SESSION, _ACCOUNT, _KEY, _ROLE = range(4)
+_STARTS = [sum(len(part) for part in _PARTS[:index]) for index in range(len(_PARTS))]
+
+
+def _part(row, index):
+    """One part of a _PRINCIPAL row as a Loaded row."""
+    start, columns = _STARTS[index], _PARTS[index]
+    return Loaded({column.key: value for column, value in zip(columns, row[start:start + len(columns)])})
 
 
 def load_principal(account_id, session_id, now=None):
@@ -107,13 +108,12 @@ def load_principal(account_id, session_id, now=None):
     rows = db.session.execute(_PRINCIPAL, {"session_id": session_id, "account_id": account_id}).all()
     if not rows:
         return None
-    session_values, account_values, key_values, _ = _split(rows[0])
-    session, account = Loaded(session_values), Loaded(account_values)
+    session, account, key = (_part(rows[0], index) for index in (_SESSION, _ACCOUNT, _KEY))
     if not AccountSession.is_active(session, now, idle_timeout()) or not Account.is_active(account, now):
         return None
-    if key_values["id"] is not None and not ApiKey.is_usable(Loaded(key_values), now):
+    if key.id is not None and not ApiKey.is_usable(key, now):
         return None
-    roles = [role for role in (Loaded(_split(row)[3]) for row in rows)
+    roles = [role for role in (_part(row, _ROLE) for row in rows)
              if role.id is not None and AccountRole.is_valid(role, now)]
     roles += [GroupRole(role["name"], role.get("scopes") or {}, group_id)
               for group_id, group_roles in db.session.execute(_GROUP_ROLES, {"account_id": account_id})
@@ -126,7 +126,7 @@ def load_principal(account_id, session_id, now=None):
         version = record_activity_by_id(db.session, AccountSession, session.id, now, last_used_at=now)
         db.session.commit()
         if version is not None:
-            session_values.update(last_used_at=now, updated_at=now, version=version)
+            session.last_used_at, session.updated_at, session.version = now, now, version
     return Principal(account, session, roles)
 
 

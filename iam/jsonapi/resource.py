@@ -183,8 +183,9 @@ class Resource:
         """The policy's predicate for what `ctx.principal` may see of this type (None: all)."""
         return self.registry.policy.visible(ctx, self)
 
-    def base_select(self, ctx):
-        stmt = select(self.model)
+    def base_select(self, ctx, stmt=None):
+        """`stmt` (default: the model's rows) narrowed to what the caller may see."""
+        stmt = select(self.model) if stmt is None else stmt
         predicate = self.visible(ctx)
         return stmt if predicate is None else stmt.where(predicate)
 
@@ -280,21 +281,14 @@ class Resource:
         if spec.after is not None:
             predicates.append(self.model.id > spec.after)  # keyset: no offset to skip, however deep
         plan = RowPlan.build(self, spec)
-        if plan is None:
-            stmt = select(self.model).options(*self.loader_options(spec, ctx))
-        else:
-            stmt = plan.select
+        stmt = select(self.model).options(*self.loader_options(spec, ctx)) if plan is None else plan.select
         stmt = (stmt.where(*predicates).order_by(*self.order_by(spec))
                 .offset(spec.offset).limit(spec.page_size + 1))
-        if plan is None:
-            rows = session.scalars(stmt).all()
-        else:
-            rows = plan.wrap(session.execute(stmt).all())
-        has_next = len(rows) > spec.page_size
-        rows = rows[: spec.page_size]
         if plan is not None:
-            plan.attach(session, ctx, rows)
-        return rows, has_next, total
+            rows, has_next = plan.read(session, ctx, stmt, limit=spec.page_size)
+            return rows, has_next, total
+        rows = session.scalars(stmt).all()
+        return rows[: spec.page_size], len(rows) > spec.page_size, total
 
     def read(self, ctx, id_, spec):
         """The row with this id, read for rendering as `spec` asks (plain rows where they
@@ -302,23 +296,20 @@ class Resource:
         plan = RowPlan.build(self, spec, extra={"version"} & set(self.mapper.columns.keys()))
         if plan is None:
             return self.get(ctx, id_, spec)
-        if not isinstance(id_, int) or not 0 < id_ < 2 ** 31:
-            raise self.not_found(id_)
-        stmt = plan.select.where(self.model.id == id_)
-        visible = self.visible(ctx)
-        if visible is not None:
-            stmt = stmt.where(visible)
-        rows = plan.wrap(ctx.session.execute(stmt).all())
+        rows, _ = plan.read(ctx.session, ctx, self.base_select(ctx, plan.select).where(self._id_is(id_)))
         if not rows:
             raise self.not_found(id_)
-        plan.attach(ctx.session, ctx, rows)
         return rows[0]
+
+    def _id_is(self, id_):
+        """The predicate "the row with this id" (a 404 for an id no row can have)."""
+        if not isinstance(id_, int) or not 0 < id_ < 2 ** 31:
+            raise self.not_found(id_)
+        return self.model.id == id_
 
     def get(self, ctx, id_, spec=None, for_update=False):
         """The row with this id if the caller may see it, else a 404."""
-        if not isinstance(id_, int) or not 0 < id_ < 2 ** 31:
-            raise self.not_found(id_)
-        stmt = self.base_select(ctx).where(self.model.id == id_)
+        stmt = self.base_select(ctx).where(self._id_is(id_))
         if spec is not None:
             stmt = stmt.options(*self.loader_options(spec, ctx))
         if for_update:

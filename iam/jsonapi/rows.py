@@ -37,11 +37,16 @@ class Loaded:
 class _Hop:
     """How to load one relationship of a parent type for a set of parent rows."""
 
-    def __init__(self, resource, rel, target, plan):
+    @staticmethod
+    def supports(prop):
+        """Whether rows can follow this relationship: one key column on each side."""
+        if prop.secondary is not None:
+            return len(prop.synchronize_pairs) == 1 and len(prop.secondary_synchronize_pairs) == 1
+        return len(prop.local_remote_pairs) == 1
+
+    def __init__(self, resource, prop, rel, target, plan):
         self.rel, self.target, self.plan = rel, target, plan
         self.attribute = rel.attribute
-        prop = resource.mapper.relationships[rel.attribute]
-        self.secondary = prop.secondary
         if prop.secondary is not None:
             (parent_col, link_parent), = prop.synchronize_pairs
             (target_col, link_target), = prop.secondary_synchronize_pairs
@@ -95,23 +100,29 @@ class RowPlan:
         for name, subtree in tree.items():
             rel = resource.relationships[name]
             target = resource.registry.resource(rel.type)
-            if target.model is resource.model:
-                return None
             prop = resource.mapper.relationships[rel.attribute]
-            pairs = prop.synchronize_pairs if prop.secondary is not None else prop.local_remote_pairs
-            if len(pairs) != 1 or (prop.secondary is not None and len(prop.secondary_synchronize_pairs) != 1):
+            if target.model is resource.model or not _Hop.supports(prop):
                 return None
-            plan = cls._build(target, fields, subtree, {"id"})
+            plan = cls._build(target, fields, subtree, set())
             if plan is None:
                 return None
-            hop = _Hop(resource, rel, target, plan)
+            hop = _Hop(resource, prop, rel, target, plan)
             hops.append(hop)
             columns |= {hop.parent_key}
-        return cls(resource, sorted(columns | extra | {"id"}), hops)
+        return cls(resource, sorted(columns | extra), hops)
 
     def wrap(self, rows):
         names = self.names
         return [Loaded(dict(zip(names, row))) for row in rows]
+
+    def read(self, session, ctx, stmt, limit=None):
+        """The rows of `stmt` (this plan's select, narrowed), their include paths attached to
+        the first `limit` of them; and whether there were more than `limit`."""
+        rows = self.wrap(session.execute(stmt).all())
+        more = limit is not None and len(rows) > limit
+        rows = rows[:limit]
+        self.attach(session, ctx, rows)
+        return rows, more
 
     def attach(self, session, ctx, parents):
         """Load every include path below these parent rows, one query per path."""
