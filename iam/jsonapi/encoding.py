@@ -32,7 +32,9 @@ class OrjsonProvider(DefaultJSONProvider):
 
 def json_loads(text):
     """orjson's loads, falling back to the standard library's for the JSON orjson refuses and
-    Python's json accepts (integers beyond 64 bits, NaN, Infinity): a stored value always reads."""
+    Python's json accepts (NaN, Infinity), so a stored value always reads. orjson reads an
+    integer beyond 64 bits as a float: request bodies holding one are refused (media.py), so
+    none is stored through the API."""
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:

@@ -85,26 +85,37 @@ def _reject_constant(name):
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _find_unstorable(value, pointer):
-    """The pointer of the first string (or key) a database cannot store, or None."""
-    if isinstance(value, str):
-        return pointer if _unstorable(value) else None
-    if isinstance(value, float):
-        return None if math.isfinite(value) else pointer
-    if isinstance(value, dict):
-        for key, item in value.items():
-            child = f"{pointer}/{key.replace('~', '~0').replace('/', '~1')}"
-            if _unstorable(key):
+# Whole numbers a JSON document may carry: what the response encoder (orjson) and the JSON
+# column decoder read back exactly (signed and unsigned 64 bits). Beyond them a stored value
+# would come back as a float, or not at all.
+_SMALLEST_INT, _LARGEST_INT = -2 ** 63, 2 ** 64 - 1
+
+
+def _find(value, pointer, bad, bad_key=None):
+    """The pointer of the first leaf of a JSON value for which `bad(leaf)` holds (or of the first
+    object key for which `bad_key(key)` does), else None."""
+    if isinstance(value, (dict, list)):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            child = f"{pointer}/{str(key).replace('~', '~0').replace('/', '~1')}"
+            if bad_key is not None and isinstance(key, str) and bad_key(key):
                 return child
-            found = _find_unstorable(item, child)
-            if found:
+            found = _find(item, child, bad, bad_key)
+            if found is not None:
                 return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found = _find_unstorable(item, f"{pointer}/{index}")
-            if found:
-                return found
-    return None
+        return None
+    return pointer if bad(value) else None
+
+
+def _unstorable_value(value):
+    """A string a database cannot store, or a number that is not finite."""
+    if isinstance(value, str):
+        return _unstorable(value)
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _too_large(value):
+    return isinstance(value, int) and not _SMALLEST_INT <= value <= _LARGEST_INT
 
 
 def _unstorable(text):
@@ -119,7 +130,7 @@ def _unstorable(text):
 
 def read_json_body(required=True):
     """The decoded JSON body, after the media-type check; a 400 for anything malformed."""
-    from .errors import JsonApiError
+    from .errors import JsonApiError, invalid_field
 
     raw = request.get_data(cache=True)
     if not raw.strip():
@@ -134,10 +145,14 @@ def read_json_body(required=True):
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise JsonApiError(400, "invalid_json", "Bad request", f"The body is not valid JSON: {exc}",
                            pointer="") from None
-    bad = _find_unstorable(body, "")
+    bad = _find(body, "", _unstorable_value, bad_key=_unstorable)
     if bad is not None:
         raise JsonApiError(400, "invalid_characters", "Bad request",
                            "Strings may not contain NUL characters or unpaired surrogates, "
                            "and numbers must be finite.",
                            pointer=bad or "/")
+    too_large = _find(body, "", _too_large)
+    if too_large is not None:
+        raise invalid_field(too_large or "/", "Whole numbers must be within 64 bits "
+                                              "(from -2^63 to 2^64 - 1).")
     return body

@@ -291,3 +291,17 @@ def test_to_one_relationships_take_only_patch(admin, admin_account):
         response = getattr(admin, method)(f"/accounts/{admin_account.id}/relationships/person")
         error = error_of(response, 405)
         assert error["code"] == "method_not_allowed" and "PATCH" in response.headers["Allow"]
+
+
+def test_whole_numbers_beyond_64_bits_are_refused_and_64_bit_ones_read_back_exactly(client, factory):
+    """Stored JSON is read back with orjson and answers are written with it: both handle whole
+    numbers within 64 bits exactly, and would turn a larger one into a float (or fail), so such
+    a number is refused at the door instead of coming back changed."""
+    me = ApiClient(client.client, factory.token(factory.account(email="numbers@example.com")))
+    too_big = '{"data": {"type": "accounts", "attributes": {"preferences": {"n": 18446744073709551616}}}}'
+    error = error_of(me.patch("/accounts/me", raw=too_big), 422)
+    assert error["code"] == "invalid_value"
+    assert error["source"]["pointer"] == "/data/attributes/preferences/n"
+    edges = {"smallest": -2 ** 63, "largest_signed": 2 ** 63 - 1, "largest": 2 ** 64 - 1}
+    assert_jsonapi(me.patch("/accounts/me", {"data": {"type": "accounts", "attributes": {"preferences": edges}}}), 200)
+    assert assert_jsonapi(me.get("/accounts/me"), 200)["data"]["attributes"]["preferences"] == edges
