@@ -153,9 +153,11 @@ OPERATIONS = {
         "description": "Past `quota_limit` it is a 429 and nothing is added.",
         "body": _fields_body(IncrementSchema), "errors": ("404", "429")},
 }
-# The rate-limited endpoints can also answer 429.
-for _endpoint in ROUTE_LIMITS:
+# The rate-limited endpoints (or methods of them) can also answer 429.
+for _endpoint, (_setting, _deduct_when, *_methods) in ROUTE_LIMITS.items():
     OPERATIONS.setdefault(_endpoint, {})["errors"] = ("429",)
+    if _methods:
+        OPERATIONS[_endpoint]["methods"] = _methods[0]
 
 INFO = {"title": "IAM API", "version": _version(), "description": DESCRIPTION}
 

@@ -15,6 +15,7 @@ from `operations`, keyed by `"METHOD /path"` or by Flask endpoint name:
     parameters                   extra parameter objects (e.g. a query parameter)
     responses                    {status: description or response object}; a 2xx replaces the default
     errors                       extra error statuses (e.g. ("401", "429"))
+    methods                      an endpoint-name key's override for these methods only
 
 `register_docs` adds `GET /openapi.json` and `GET /docs` (Swagger UI, its files served
 by the app itself, so the page loads nothing from elsewhere). Both are public; the
@@ -264,8 +265,9 @@ class _Builder:
         for (path, method), (rule, _) in self.routes.items():
             operation = self.paths[path][method.lower()]
             for key in (rule.endpoint, rule.endpoint.rpartition(".")[2], f"{method} {path}"):
-                if key in self.operations:
-                    self._apply_override(operation, self.operations[key])
+                override = self.operations.get(key)
+                if override is not None and method in override.get("methods", (method,)):
+                    self._apply_override(operation, override)
         self.doc["tags"] = self._tags()
         return self.doc
 

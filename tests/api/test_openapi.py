@@ -129,6 +129,9 @@ def test_public_endpoints_need_no_token_and_the_others_do(document):
                          ("/api_keys/{id}/revoke", "post")]:
         assert "security" not in paths[path][method], (path, method)
     assert "429" in paths["/auth/login"]["post"]["responses"]
+    # /accounts/me is limited on PATCH (current-password guesses), not on GET.
+    assert "429" in paths["/accounts/me"]["patch"]["responses"]
+    assert "429" not in paths["/accounts/me"]["get"]["responses"]
 
 
 def test_differences_from_json_api_are_documented(document):
