@@ -196,6 +196,7 @@ def generate(n_accounts, seed, user_hash, admin_hash):
             window = rng.random()
             rows["account_roles"].append({
                 "id": role_id, "account_id": n, "name": name, "scopes": scopes,
+                "scope_organization_id": org if kind == "ou" else None,
                 "info": {"granted_by": "bench.seed"} if rng.random() < 0.5 else {},
                 "not_before": NOT_YET if window < 0.02 else None,
                 "expires_at": EXPIRED if 0.02 <= window < 0.07 else None,
@@ -217,7 +218,7 @@ def generate(n_accounts, seed, user_hash, admin_hash):
         "locked_until": None, "created_at": created, "updated_at": created, "version": 1})
     rows["account_roles"].append({
         "id": role_id + 1, "account_id": admin_id, "name": "admin", "scopes": {}, "info": {"granted_by": "bench.seed"},
-        "not_before": None, "expires_at": None, "created_at": created, "updated_at": created, "version": 1})
+        "scope_organization_id": None, "not_before": None, "expires_at": None, "created_at": created, "updated_at": created, "version": 1})
     return rows
 
 

@@ -10,6 +10,10 @@ A principal's roles that are valid now become grants:
   audit events included, change nothing.
 Everyone may read and self-manage their own account, person, sessions and API keys.
 
+A scope reaches only inside the organization the role was granted in: an `ou` scope the units
+of the role's `scope_organization_id` (recorded when it was granted), a group's roles that
+group's organization. So no unit or organization created or moved later widens an old grant.
+
 Each grant becomes SQL: `visible` (what exists for the caller: lists, counts, includes,
 shows, relationship reads, ids in bodies), `writable` (visible rows it may change),
 `assignable` (rows an id in a body may point at). Deny by default: a type not named here
@@ -18,7 +22,7 @@ is visible to global admins only.
 from dataclasses import dataclass
 
 from flask import g
-from sqlalchemy import false, or_, select
+from sqlalchemy import and_, false, or_, select
 
 from ..jsonapi import JsonApiErrors, Policy
 from ..jsonapi.errors import forbidden
@@ -38,7 +42,7 @@ class Grants:
     admin: bool
     admin_orgs: frozenset      # org_admin
     audit_orgs: frozenset      # auditor
-    managed_units: frozenset   # ou_manager
+    managed_units: frozenset   # ou_manager: (unit id, the organization the grant is confined to)
 
     @property
     def read_orgs(self):
@@ -47,7 +51,13 @@ class Grants:
 
 def _ids(role, kind):
     ids = role.scopes.get(kind) if isinstance(role.scopes, dict) else None
-    return {i for i in ids if isinstance(i, int)} if isinstance(ids, list) else set()
+    return {i for i in ids if isinstance(i, int) and not isinstance(i, bool)} if isinstance(ids, list) else set()
+
+
+def _confined_to(role):
+    """The organization a role's scopes may reach inside: its group's, or where its ou scope was granted."""
+    group_org = getattr(role, "group_organization_id", None)
+    return group_org if group_org is not None else getattr(role, "scope_organization_id", None)
 
 
 def grants_of(principal):
@@ -57,21 +67,29 @@ def grants_of(principal):
         return cached[1]
     admin_orgs, audit_orgs, units = set(), set(), set()
     for role in principal.roles:
-        if role.name == "org_admin":
-            admin_orgs |= _ids(role, "organization")
-        elif role.name == "auditor":
-            audit_orgs |= _ids(role, "organization")
+        group_org = getattr(role, "group_organization_id", None)
+        if role.name in ("org_admin", "auditor"):
+            orgs = _ids(role, "organization")
+            if group_org is not None:  # a group's roles reach inside its organization only
+                orgs &= {group_org}
+            (admin_orgs if role.name == "org_admin" else audit_orgs).update(orgs)
         elif role.name == "ou_manager":
-            units |= _ids(role, "ou")
+            org = _confined_to(role)
+            if org is not None:  # an ou scope with no organization recorded reaches no unit
+                units |= {(unit, org) for unit in _ids(role, "ou")}
     grants = Grants(principal.is_admin, frozenset(admin_orgs), frozenset(audit_orgs), frozenset(units))
     g.iam_grants = (principal, grants)
     return grants
 
 
-def subtree(unit_ids):
-    """Ids of these units and every unit below them (a unit's ancestry prefixes its descendants')."""
-    prefixes = [select(Unit.ancestry).where(Unit.id == i).scalar_subquery() for i in sorted(unit_ids)]
-    return select(Unit.id).where(or_(*(Unit.ancestry.startswith(p) for p in prefixes)))
+def subtree(managed):
+    """Ids of these units and every unit below them (a unit's ancestry prefixes its descendants'),
+    each inside the organization its grant is confined to: `managed` holds (unit id, organization id)."""
+    parts = []
+    for unit_id, org_id in sorted(managed):
+        prefix = select(Unit.ancestry).where(Unit.id == unit_id, Unit.organization_id == org_id).scalar_subquery()
+        parts.append(and_(Unit.organization_id == org_id, Unit.ancestry.startswith(prefix)))
+    return select(Unit.id).where(or_(*parts))
 
 
 def _own_person(principal):
@@ -111,7 +129,7 @@ def visible_predicate(principal, model):
         if orgs:
             parts.append(Organization.id.in_(orgs))
         if units:
-            parts.append(Organization.id.in_(select(Unit.organization_id).where(Unit.id.in_(units))))
+            parts.append(Organization.id.in_(select(Unit.organization_id).where(Unit.id.in_(subtree(units)))))
         return or_(*parts)
     if model is Unit:
         parts = [Unit.id == select(Person.organizational_unit_id).where(Person.id == _own_person(principal))
@@ -218,10 +236,10 @@ class IamPolicy(Policy):
             raise forbidden(f"Your roles do not allow you to {action} {resource.type}.")
         if resource.type == "account_roles" and obj is not None:
             # Changing or deleting a role needs the same reach as granting it.
-            if obj.name == "admin" or not _scopes_within(ctx, grants, obj.scopes or {}):
+            if obj.name == "admin" or not _scopes_within(grants, obj.scopes or {}, obj.scope_organization_id):
                 raise forbidden("This role is beyond what you may grant, so you may not change it.")
         if resource.type == "groups" and obj is not None and not all(
-                role["name"] != "admin" and _scopes_within(ctx, grants, role.get("scopes") or {})
+                role["name"] != "admin" and _scopes_within(grants, role.get("scopes") or {}, obj.organization_id)
                 for role in obj.roles or []):
             # Changing a group (or who is in it) hands out its roles.
             raise forbidden("This group carries roles beyond what you may grant, so you may not change it.")
@@ -231,6 +249,10 @@ class IamPolicy(Policy):
             # Whoever controls an account (its email, its person) controls its roles: changing an
             # account that holds rights one could not grant would be a way to obtain them.
             raise forbidden("This account holds rights beyond yours, so you may not change it.")
+        if resource.type == "people" and obj is not None and obj.account is not None \
+                and not _account_within_reach(ctx, grants, obj.account):
+            # The person is the account's too (its names, secondary email, contact data, picture).
+            raise forbidden("This person's account holds rights beyond yours, so you may not change it.")
 
     def check_write(self, ctx, resource, state):
         grants = grants_of(ctx.principal)
@@ -255,7 +277,8 @@ class IamPolicy(Policy):
             errors.extend(_role_errors(ctx, grants, state))
         if resource.type in ("invitations", "groups"):  # roles their members get: the reach to grant them
             for index, role in enumerate(state.get("roles") or []):
-                if role["name"] == "admin" or not _scopes_within(ctx, grants, role.get("scopes") or {}):
+                if role["name"] == "admin" or not _scopes_within(grants, role.get("scopes") or {},
+                                                                 state.get("organization_id")):
                     errors.append(forbidden("You may only invite with roles you could grant yourself.",
                                             pointer=f"{state.pointer('roles')}/{index}"))
         if resource.type == "api_keys" and state.creating and state.get("account_id") != ctx.principal.account_id:
@@ -274,7 +297,7 @@ def _role_errors(ctx, grants, state):
     errors = []
     if state.get("name") == "admin":
         errors.append(forbidden("Only administrators may grant the admin role.", pointer=state.pointer("name")))
-    if not _scopes_within(ctx, grants, state.get("scopes") or {}):
+    if not _scopes_within(grants, state.get("scopes") or {}, state.get("scope_organization_id")):
         errors.append(forbidden("You may only grant scopes inside the organizations you administer.",
                                 pointer=state.pointer("scopes")))
     return errors
@@ -285,24 +308,22 @@ def _account_within_reach(ctx, grants, account):
     one the caller could grant."""
     roles = ctx.session.scalars(select(AccountRole).where(AccountRole.account_id == account.id,
                                                           AccountRole.name.in_(PRIVILEGED_ROLES))).all()
-    group_roles = ctx.session.scalars(select(Group.roles).join(group_members, group_members.c.group_id == Group.id)
+    group_roles = ctx.session.execute(select(Group.organization_id, Group.roles)
+                                      .join(group_members, group_members.c.group_id == Group.id)
                                       .where(group_members.c.account_id == account.id)).all()
-    roles = list(roles) + [_RoleView(r["name"], r.get("scopes") or {}) for listed in group_roles for r in listed
-                           if r["name"] in PRIVILEGED_ROLES]
+    roles = [(role.name, role.scopes, role.scope_organization_id) for role in roles] + [
+        (r["name"], r.get("scopes"), group_org) for group_org, listed in group_roles for r in listed
+        if r["name"] in PRIVILEGED_ROLES]
     if not roles:
         return True
     if account.organization_id not in grants.admin_orgs:
         return False  # an ou_manager's reach: accounts without IAM rights only
-    return all(role.name != "admin" and _scopes_within(ctx, grants, role.scopes or {}) for role in roles)
+    return all(name != "admin" and _scopes_within(grants, scopes or {}, ou_org) for name, scopes, ou_org in roles)
 
 
-@dataclass(frozen=True)
-class _RoleView:
-    name: str
-    scopes: dict
-
-
-def _scopes_within(ctx, grants, scopes):
+def _scopes_within(grants, scopes, ou_org):
+    """Scopes an organization admin could grant: organizations it administers, units of one
+    (`ou_org`: the organization the role's units are confined to), never `{}` or projects."""
     if not scopes:  # global: wider than any organization admin's reach
         return False
     for kind, ids in scopes.items():
@@ -310,8 +331,7 @@ def _scopes_within(ctx, grants, scopes):
             if not set(ids) <= grants.admin_orgs:
                 return False
         elif kind == "ou":
-            orgs = set(ctx.session.scalars(select(Unit.organization_id).where(Unit.id.in_(ids))))
-            if len(orgs) == 0 or not orgs <= grants.admin_orgs:
+            if ou_org is None or ou_org not in grants.admin_orgs:
                 return False
         else:
             return False  # project scopes are not held by organization admins

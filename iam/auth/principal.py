@@ -35,6 +35,7 @@ class GroupRole:
     name: str
     scopes: dict
     group_id: int
+    group_organization_id: int  # the group's organization: its roles reach inside it only
 
 
 @dataclass
@@ -84,7 +85,7 @@ _PRINCIPAL = (
     .order_by(AccountRole.id)
 )
 _GROUP_ROLES = (
-    select(Group.id, Group.roles).join(group_members, group_members.c.group_id == Group.id)
+    select(Group.id, Group.organization_id, Group.roles).join(group_members, group_members.c.group_id == Group.id)
     .where(group_members.c.account_id == bindparam("account_id")).order_by(Group.id)
 )
 
@@ -115,8 +116,8 @@ def load_principal(account_id, session_id, now=None):
         return None
     roles = [role for role in (_part(row, _ROLE) for row in rows)
              if role.id is not None and AccountRole.is_valid(role, now)]
-    roles += [GroupRole(role["name"], role.get("scopes") or {}, group_id)
-              for group_id, group_roles in db.session.execute(_GROUP_ROLES, {"account_id": account_id})
+    roles += [GroupRole(role["name"], role.get("scopes") or {}, group_id, group_org)
+              for group_id, group_org, group_roles in db.session.execute(_GROUP_ROLES, {"account_id": account_id})
               for role in (group_roles or [])]
     if session.last_used_at is None or now - session.last_used_at > LAST_USED_RESOLUTION:
         # Its own transaction (SQLite cannot turn a read transaction into a write once another

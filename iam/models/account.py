@@ -1,5 +1,5 @@
 """Accounts, the roles granted to them and their API keys."""
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, and_, case, func, or_
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, and_, case, event, func, or_, select
 from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import mapped_column, relationship
 
@@ -30,6 +30,10 @@ class Account(Timestamped, db.Model):
     # Login throttling: attempts since the last success, and the end of a lock.
     failed_login_count = mapped_column(Integer, nullable=False, default=0, server_default="0")
     locked_until = mapped_column(UTCDateTime, nullable=True)
+    # A self-service email change waiting for the link mailed to the new address (a secret too).
+    pending_email = mapped_column(String(320), nullable=True)
+    email_change_token_digest = mapped_column(String(64), nullable=True)
+    email_change_expires_at = mapped_column(UTCDateTime, nullable=True)
 
     person = relationship("Person", back_populates="account")
     organization = relationship("Organization", back_populates="accounts")
@@ -50,6 +54,7 @@ class Account(Timestamped, db.Model):
 
 # Emails are unique and compared case-insensitively; this one index serves both.
 Index("uq_accounts_email_lower", func.lower(Account.email), unique=True)
+Index("uq_accounts_email_change_token_digest", Account.email_change_token_digest, unique=True)
 # `sort=-created_at` and the created_at/expires_at range filters.
 Index("ix_accounts_created_at", Account.created_at)
 Index("ix_accounts_expires_at", Account.expires_at)
@@ -67,6 +72,9 @@ class AccountRole(Timestamped, db.Model):
     info = mapped_column(JSONType, nullable=False, default=dict)
     not_before = mapped_column(UTCDateTime, nullable=True)
     expires_at = mapped_column(UTCDateTime, nullable=True)
+    # The organization the units of an `ou` scope belonged to when the role was granted: the
+    # scope reaches units of this organization only (null: no `ou` scope, or it reaches none).
+    scope_organization_id = mapped_column(ForeignKey("organizations.id", ondelete="SET NULL"), nullable=True)
 
     account = relationship("Account", back_populates="roles")
 
@@ -82,6 +90,19 @@ class AccountRole(Timestamped, db.Model):
         return (self.not_before is None or self.not_before <= now) and (
             self.expires_at is None or self.expires_at > now
         )
+
+
+@event.listens_for(AccountRole, "before_insert")
+def _confine_ou_scope(mapper, connection, role):
+    """A role written without `scope_organization_id` (by the server's own code, or a test's)
+    is granted in the organization of its first unit; the API sets it after checking every unit."""
+    units = (role.scopes or {}).get("ou") if isinstance(role.scopes, dict) else None
+    if units and role.scope_organization_id is None:
+        from .organization import OrganizationalUnit
+
+        role.scope_organization_id = connection.scalar(
+            select(OrganizationalUnit.organization_id).where(OrganizationalUnit.id.in_(units))
+            .order_by(OrganizationalUnit.id).limit(1))
 
 
 class ApiKey(Timestamped, db.Model):

@@ -11,7 +11,7 @@ from ..jsonapi import JsonApiError, Resource
 from ..jsonapi.errors import conflict
 from ..jsonapi.schema import Int, JsonApiSchema, Rel, Str, Timestamp
 from ..models import Account, Group
-from .invitations import InvitedRole
+from .invitations import InvitedRole, check_role_rows
 
 
 class GroupSchema(JsonApiSchema):
@@ -40,6 +40,8 @@ class Groups(Resource):
                                pointer=state.pointer("organization_id"))
         if state.creating:
             state.values.setdefault("roles", [])
+        if state.changed("roles"):
+            check_role_rows(state, self.registry)
         if state.changed("name") or state.creating:
             clash = state.ctx.session.scalar(select(Group.id).where(
                 Group.organization_id == state.get("organization_id"), Group.name == state.get("name"),

@@ -21,7 +21,7 @@ from ..jsonapi.media import check_accept
 from ..jsonapi.schema import Int, JsonApiSchema, Rel, Str, Timestamp
 from ..jsonapi.views import snapshot
 from ..models import INVITATION_STATUSES, Account, AccountRole, Invitation, Person, utcnow
-from .account_roles import validate_scopes
+from .account_roles import check_scope_rows, validate_scopes
 from .accounts import Email
 from .common import digest
 
@@ -31,6 +31,24 @@ ROLE_NAME = validate.Regexp(r"^[A-Za-z0-9_.:-]+$", error="May contain only lette
 class InvitedRole(Schema):
     name = ma_fields.String(required=True, validate=[validate.Length(min=1, max=128), ROLE_NAME])
     scopes = ma_fields.Dict(load_default=dict, validate=validate_scopes)
+
+
+def check_role_rows(state, registry):
+    """The roles listed on a group or an invitation name rows of its own organization only."""
+    errors = []
+    for index, role in enumerate(state.get("roles") or []):
+        found, _ = check_scope_rows(state.ctx, registry, role.get("scopes") or {},
+                                    f"{state.pointer('roles')}/{index}/scopes", within=state.get("organization_id"))
+        errors.extend(found)
+    if errors:
+        raise JsonApiErrors(errors)
+
+
+def granted_role(role, organization_id, **values):
+    """An account_roles row for a role listed on an invitation of `organization_id`."""
+    scopes = role.get("scopes") or {}
+    return AccountRole(name=role["name"], scopes=scopes,
+                       scope_organization_id=organization_id if scopes.get("ou") else None, **values)
 
 
 class InvitationSchema(JsonApiSchema):
@@ -65,7 +83,8 @@ def _mail(invitation, raw):
               f"Accept it with POST /api/v3/iam/invitations/accept and this token:\n\n{raw}")
     body = (f"You are invited to {invitation.organization.name}.\n\n{action}\n\n"
             f"The invitation works once and expires at {invitation.expires_at:%Y-%m-%d %H:%M} UTC.")
-    return lambda: mail.send(invitation.email, "You are invited", body)
+    to = invitation.email  # read now: the mail goes after the commit, which expires the row
+    return lambda: mail.send(to, "You are invited", body)
 
 
 def _new_token(invitation, now):
@@ -101,6 +120,8 @@ class Invitations(Resource):
             raise conflict(f"{email} already has a pending invitation here (id {pending}); resend it instead.",
                            code="not_unique", pointer=state.pointer("email"))
         state.values.setdefault("roles", [])
+        if state.changed("roles"):
+            check_role_rows(state, self.registry)
 
     def create(self, state):
         obj = super().create(state)
@@ -118,7 +139,7 @@ class Invitations(Resource):
         obj.token_digest = None
 
     def register_routes(self, api):
-        from ..auth.views import parse_auth_body, session_document
+        from ..auth.views import committed_session_document, parse_auth_body
 
         def invitations_resend(id):
             ctx = api.begin(self, "resend", authorize=False)
@@ -131,9 +152,11 @@ class Invitations(Resource):
             raw = _new_token(invitation, ctx.now)
             after = snapshot(self, invitation, ["expires_at", "sent_at"])
             api.on_change(ctx, self, "resend", invitation, before, after)
+            send = _mail(invitation, raw)
+            response = api.render_stored(self, ctx, id, spec)  # before the commit: nothing may fail after it
             api.commit(ctx)
-            _mail(invitation, raw)()
-            return api.render(self, self.read(ctx, id, spec), spec, ctx)
+            api.after_commit([send])
+            return response
 
         def invitations_accept():
             """Public: turn a pending invitation into a person and an account, and log them in."""
@@ -169,8 +192,8 @@ class Invitations(Resource):
             account = Account(email=invitation.email, organization_id=invitation.organization_id, person=person,
                               password_hash=password_hash, account_type="personal_account", auth_type="password",
                               preferences={})
-            account.roles = [AccountRole(name=r["name"], scopes=r.get("scopes") or {},
-                                         info={"invitation": invitation.id}) for r in invitation.roles]
+            account.roles = [granted_role(r, invitation.organization_id, info={"invitation": invitation.id})
+                             for r in invitation.roles]
             db.session.add(account)
             db.session.flush()
             db.session.execute(update(Invitation).where(Invitation.id == invitation.id)
@@ -179,8 +202,7 @@ class Invitations(Resource):
             refresh_token = sessions.new_refresh_token(session)
             audit.record("invitation_accepted", actor_id=account.id, resource_type=self.type,
                          resource_id=invitation.id, organization_id=invitation.organization_id)
-            db.session.commit()
-            return session_document(api, session, now, refresh_token)
+            return committed_session_document(api, session, now, refresh_token)
 
         api.blueprint.add_url_rule("/invitations/<int:id>/resend", "invitations_resend", invitations_resend,
                                    methods=["POST"])

@@ -23,8 +23,16 @@ def account(factory):
 
 # ------------------------------------------------------------------ CRUD
 
-def test_create_returns_201_location_and_attributes(admin, account):
-    attributes = {"name": "ou_manager", "account_id": account.id, "scopes": {"ou": [2, 3]},
+@pytest.fixture
+def units(factory):
+    """Two units of one organization (an ou scope names units that exist)."""
+    organization = factory.organization()
+    return organization, [factory.unit(organization, name=f"unit-{n}").id for n in range(2)]
+
+
+def test_create_returns_201_location_and_attributes(admin, account, units):
+    organization, unit_ids = units
+    attributes = {"name": "ou_manager", "account_id": account.id, "scopes": {"ou": unit_ids},
                   "info": {"granted_by": "ops", "ticket": 42},
                   "not_before": "2030-01-01T00:00:00Z", "expires_at": "2031-06-30T12:30:00.250000Z"}
     response = admin.post("/account_roles", role_doc(**attributes))
@@ -35,6 +43,7 @@ def test_create_returns_201_location_and_attributes(admin, account):
         **attributes,
         "not_before": "2030-01-01T00:00:00.000000Z",
         "expires_at": "2031-06-30T12:30:00.250000Z",
+        "scope_organization_id": organization.id,  # where the scope was granted, and stays
         "created_at": data["attributes"]["created_at"],
         "updated_at": data["attributes"]["updated_at"],
     }
@@ -85,11 +94,15 @@ def test_unknown_account_is_422(admin):
 
 # ------------------------------------------------------------------ scopes and validity window
 
-@pytest.mark.parametrize("scopes", [{}, {"organization": [1]}, {"ou": [2, 3]}, {"project": [7]}])
-def test_valid_scopes(admin, account, scopes):
+@pytest.mark.parametrize("kind", ["global", "organization", "ou", "project"])
+def test_valid_scopes(admin, account, units, kind):
+    organization, unit_ids = units
+    scopes = {"global": {}, "organization": {"organization": [organization.id]}, "ou": {"ou": unit_ids},
+              "project": {"project": [7]}}[kind]
     data = assert_jsonapi(admin.post("/account_roles", role_doc(name="r", account_id=account.id, scopes=scopes)),
                           201)["data"]
     assert data["attributes"]["scopes"] == scopes
+    assert data["attributes"]["scope_organization_id"] == (organization.id if kind == "ou" else None)
 
 
 @pytest.mark.parametrize("scopes", [

@@ -500,9 +500,10 @@ WRITES = {
                     {"admin": "201", "org_admin": f"{F} {NAME}", "ou_manager": F, "auditor": F, "plain": F}),
     "grant org_admin of A": (grant("org_admin", lambda w: {"organization": [w.A]}),
                              {"admin": "201", "org_admin": "201", "ou_manager": F, "auditor": F, "plain": F}),
+    # Organization B and its units do not exist for an org_admin of A: no such id in the scope.
     "grant org_admin of B": (grant("org_admin", lambda w: {"organization": [w.B]}),
-                             {"admin": "201", "org_admin": f"{F} {SCOPES}", "ou_manager": F, "auditor": F,
-                              "plain": F}),
+                             {"admin": "201", "org_admin": f"422 not_found {SCOPES}/organization", "ou_manager": F,
+                              "auditor": F, "plain": F}),
     "grant org_admin globally": (grant("org_admin", lambda w: {}),
                                  {"admin": "201", "org_admin": f"{F} {SCOPES}", "ou_manager": F, "auditor": F,
                                   "plain": F}),
@@ -513,7 +514,7 @@ WRITES = {
                                      {"admin": "201", "org_admin": "201", "ou_manager": F, "auditor": F,
                                       "plain": F}),
     "grant auditor of unit b_root": (grant("auditor", lambda w: {"ou": [w.b_root]}),
-                                     {"admin": "201", "org_admin": f"{F} {SCOPES}", "ou_manager": F,
+                                     {"admin": "201", "org_admin": f"422 not_found {SCOPES}/ou", "ou_manager": F,
                                       "auditor": F, "plain": F}),
     "grant a role to an account of B": (
         grant("org_admin", lambda w: {"organization": [w.A]}, account="acc_b"),

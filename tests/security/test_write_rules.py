@@ -52,14 +52,20 @@ def test_org_admin_grants_roles_inside_its_organization_only(org_admin, world):
     assert_jsonapi(grant(org_admin, account, "editor", {"ou": [world["a_child"].id]}), 201)
     for name, scopes, pointer in [
         ("admin", {"organization": [a.id]}, "/data/attributes/name"),
-        ("org_admin", {"organization": [b.id]}, "/data/attributes/scopes"),
-        ("auditor", {"organization": [a.id, b.id]}, "/data/attributes/scopes"),
         ("editor", {}, "/data/attributes/scopes"),
         ("editor", {"project": [1]}, "/data/attributes/scopes"),
-        ("editor", {"ou": [world["b_root"].id]}, "/data/attributes/scopes"),
     ]:
         error = error_of(grant(org_admin, account, name, scopes), 403)
         assert error["code"] == "forbidden" and error["source"]["pointer"] == pointer, (name, scopes)
+    # Organization B and its units do not exist for an org_admin of A (as any id of B in a body).
+    for scopes, pointer in [
+        ({"organization": [b.id]}, "/data/attributes/scopes/organization"),
+        ({"organization": [a.id, b.id]}, "/data/attributes/scopes/organization"),
+        ({"ou": [world["b_root"].id]}, "/data/attributes/scopes/ou"),
+        ({"ou": [world["a_child"].id, world["b_root"].id]}, "/data/attributes/scopes/ou"),
+    ]:
+        error = error_of(grant(org_admin, account, "auditor", scopes), 422)
+        assert error["code"] == "not_found" and error["source"]["pointer"] == pointer, scopes
 
 
 def test_org_admin_cannot_change_or_remove_roles_beyond_its_reach(app, admin, org_admin, factory, world):
