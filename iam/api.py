@@ -2,7 +2,7 @@
 from flask import Blueprint
 
 from . import audit, docs
-from .auth import password_views
+from .auth import email_change, password_views
 from .auth import views as auth_views
 from .auth.policy import IamPolicy
 from .auth.principal import authenticate
@@ -33,4 +33,5 @@ for resource in (Accounts, People, Organizations, OrganizationalUnits, AccountRo
 me.register(api)
 auth_views.register(api)
 password_views.register(api)
+email_change.register(api)
 docs.register(api)  # last: the document describes every route registered above

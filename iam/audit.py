@@ -7,7 +7,7 @@ from .models import AuditEvent
 # Never written into an event, whatever the change contained.
 SECRET_KEYS = frozenset({
     "password", "current_password", "new_password", "password_hash", "password_reset_token",
-    "password_reset_token_digest", "token", "refresh_token", "token_digest", "key", "api_key", "key_digest",
+    "password_reset_token_digest", "email_change_token_digest", "token", "refresh_token", "token_digest", "key", "api_key", "key_digest",
 })
 REDACTED = "[redacted]"
 

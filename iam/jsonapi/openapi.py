@@ -107,10 +107,10 @@ def _nullable(schema):
     """Let `schema` also be null, the 3.1 way (a type list; null in an enum)."""
     schema = dict(schema)
     kind = schema.get("type")
-    if kind is None:
-        return schema
+    if kind is None or kind == "null" or (isinstance(kind, list) and "null" in kind):
+        return schema  # nullable already (a nullable field rendered from a nullable column, say)
     schema["type"] = [kind, "null"] if isinstance(kind, str) else [*kind, "null"]
-    if "enum" in schema:
+    if "enum" in schema and None not in schema["enum"]:
         schema["enum"] = [*schema["enum"], None]
     return schema
 

@@ -1,7 +1,7 @@
 """`/accounts/me`: the caller's own account, readable and self-manageable by everyone."""
 from flask import request
 
-from ..auth import passwords
+from ..auth import email_change, passwords
 from ..jsonapi import JsonApiError, JsonApiErrors, query
 from ..jsonapi.errors import conflict, forbidden, invalid_field, json_pointer
 from ..jsonapi.media import check_accept, read_json_body
@@ -65,7 +65,7 @@ def update(api):
     spec = query.parse(request.args, resource, api, collection=False)
     attributes = _attributes(read_json_body(), ctx.principal.account_id, api)
     account = resource.get(ctx, ctx.principal.account_id, for_update=True)
-    errors, values, person_values = [], {}, {}
+    errors, values, person_values, new_email = [], {}, {}, None
 
     def pointer(name):
         return json_pointer("data", "attributes", name)
@@ -91,7 +91,7 @@ def update(api):
         try:
             if not isinstance(attributes["email"], str):
                 raise ValueError("email must be a string.")
-            values["email"] = normalise_email(attributes["email"])
+            new_email = normalise_email(attributes["email"])
         except Exception as exc:  # ValidationError or ValueError: both are client mistakes
             errors.append(invalid_field(pointer("email"), str(getattr(exc, "messages", [exc])[0])))
         current = attributes.get("current_password")
@@ -108,8 +108,12 @@ def update(api):
         raise JsonApiErrors(errors)
 
     state = WriteState(resource, ctx, values, {}, account)
-    resource.check_unique(state)
     before = snapshot(resource, account, list(values))
+    meta, send_mail = {}, None
+    if new_email is not None and new_email.lower() != account.email.lower():
+        # Not changed yet: the new address confirms it (iam/auth/email_change.py). The answer
+        # is the same whether or not the address has an account elsewhere.
+        meta["email_change"], send_mail = email_change.request_change(account, new_email, ctx.now)
     resource.update(state)
     if person_values:
         person = account.person
@@ -122,9 +126,10 @@ def update(api):
     api.flush(ctx)
     api.on_change(ctx, resource, "update", account, {**before, **({"person": "changed"} if person_values else {})},
                   {**snapshot(resource, account, list(values)), **person_values})
-    account_id = account.id
+    response = api.render_stored(resource, ctx, account.id, spec, meta=meta)
     api.commit(ctx)
-    return api.render(resource, resource.read(ctx, account_id, spec), spec, ctx)
+    api.after_commit([send_mail] if send_mail else [])
+    return response
 
 
 def register(api):
