@@ -253,6 +253,11 @@ class IamPolicy(Policy):
                 and not _account_within_reach(ctx, grants, obj.account):
             # The person is the account's too (its names, secondary email, contact data, picture).
             raise forbidden("This person's account holds rights beyond yours, so you may not change it.")
+        if resource.type in ("account_sessions", "api_keys") and obj is not None \
+                and obj.account_id != principal.account_id and not _account_within_reach(ctx, grants, obj.account):
+            # Its credentials are the account's too: ending its sessions or changing its keys.
+            raise forbidden("This account holds rights beyond yours, so you may not change its "
+                            f"{resource.type.replace('_', ' ')}.")
 
     def check_write(self, ctx, resource, state):
         grants = grants_of(ctx.principal)

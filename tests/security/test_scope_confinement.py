@@ -196,3 +196,31 @@ def test_an_ou_manager_cannot_edit_the_person_of_someone_holding_more_rights(app
         assert error["code"] == "forbidden" and "beyond yours" in error["detail"], attributes
     assert assert_jsonapi(client.get(f"/people/{boss_person.id}"), 200)["data"]["attributes"]["first_name"] == "Boss"
     assert_jsonapi(patch(plain_person, first_name="Patricia"), 200)
+
+
+def test_an_org_admin_cannot_end_the_sessions_or_revoke_the_keys_of_someone_holding_more_rights(app, factory,
+                                                                                                 world):
+    """The same rule for the account's credentials: an org_admin of A may end the sessions and
+    revoke the keys of A's accounts, but not of an account of A that holds a global admin role."""
+    from iam.models import ApiKey
+
+    a = world["a"]
+    boss = factory.account(email="root@a.example", organization_id=a.id, roles=["admin"])
+    plain = world["member"]
+    targets = {}
+    for name, account in (("boss", boss), ("plain", plain)):
+        session_id = factory.session(account)
+        with app.app_context():
+            key = ApiKey(account_id=account.id, name="script", prefix="IAM_xxxx", key_digest=f"{name:0>64}",
+                         scopes={})
+            db.session.add(key)
+            db.session.commit()
+            targets[name] = (session_id, key.id)
+    org_admin = world["org_admin"]
+    session_id, key_id = targets["boss"]
+    assert "beyond yours" in error_of(org_admin.delete(f"/account_sessions/{session_id}"), 403)["detail"]
+    assert "beyond yours" in error_of(org_admin.delete(f"/api_keys/{key_id}"), 403)["detail"]
+    assert "beyond yours" in error_of(org_admin.post(f"/api_keys/{key_id}/revoke"), 403)["detail"]
+    session_id, key_id = targets["plain"]
+    assert org_admin.delete(f"/account_sessions/{session_id}").status_code == 204
+    assert org_admin.delete(f"/api_keys/{key_id}").status_code == 204
