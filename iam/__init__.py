@@ -25,7 +25,7 @@ def create_app(overrides=None):
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations"))
 
-    from . import cli, health, observability, throttle
+    from . import cli, health, observability, security_headers, throttle
     from .api import blueprint
     from .jsonapi.errors import register_error_handlers
 
@@ -34,6 +34,7 @@ def create_app(overrides=None):
     register_error_handlers(app)
     throttle.init_app(app)
     observability.init_app(app)
+    security_headers.init_app(app)  # Cache-Control, nosniff, framing, CSP on every answer
     cli.register(app)
 
     if not app.config.get("TESTING"):

@@ -2,13 +2,22 @@
 
 The access log never carries credentials: no headers are logged, and the values of query
 parameters that can hold secrets (a reset token in token_valid, say) are replaced.
+A client's X-Request-ID is kept only when it is a safe token (REQUEST_ID); any other value
+is replaced by a generated id, so the header and the log line never carry what a client
+smuggled into them.
+
 Metrics are labelled by URL rule (`/api/v3/iam/accounts/<int:id>`), not by URL, so their
 number stays bounded. Under gunicorn with several workers, set PROMETHEUS_MULTIPROC_DIR
-(gunicorn.conf.py does) so /metrics adds up every worker.
+(gunicorn.conf.py does) so /metrics adds up every worker. /metrics answers loopback
+clients that did not come through a proxy, or, with IAM_METRICS_TOKEN set, whoever
+presents that bearer token (and nobody else).
 """
+import hmac
+import ipaddress
 import json
 import logging
 import os
+import re
 import time
 import uuid
 
@@ -23,6 +32,10 @@ SECRET_PARAMETERS = frozenset({"token", "refresh_token", "password", "key", "api
 REQUESTS = Counter("iam_requests_total", "HTTP requests answered.", ["method", "endpoint", "status"])
 LATENCY = Histogram("iam_request_duration_seconds", "Time to answer an HTTP request.", ["method", "endpoint"],
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+# An X-Request-ID a client sends is used when it is 1 to 128 of these characters.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# A request carrying one of these came through a proxy: its REMOTE_ADDR is the proxy's.
+PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 
 
 def _endpoint():
@@ -36,7 +49,8 @@ def _query():
 
 def _start():
     g.iam_started = time.perf_counter()
-    g.iam_request_id = (request.headers.get("X-Request-ID") or uuid.uuid4().hex)[:64]
+    given = request.headers.get("X-Request-ID", "")
+    g.iam_request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
 def _finish(response):
@@ -60,10 +74,33 @@ def _finish(response):
     return response
 
 
-def metrics():
+def _loopback(address):
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:  # no address, or a Unix socket's name
+        return False
+    return ip.is_loopback or bool(getattr(ip, "ipv4_mapped", None) and ip.ipv4_mapped.is_loopback)
+
+
+def _refusal():
+    """Why this request may not read /metrics (a response), or None when it may."""
     token = current_app.config.get("IAM_METRICS_TOKEN")
-    if token and request.headers.get("Authorization") != f"Bearer {token}":
-        return Response("metrics need Authorization: Bearer <IAM_METRICS_TOKEN>\n", 401, mimetype="text/plain")
+    if token:
+        given = request.headers.get("Authorization", "")
+        if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return None
+        return Response("metrics need Authorization: Bearer <IAM_METRICS_TOKEN>\n", 401, mimetype="text/plain",
+                        headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+    if not _loopback(request.remote_addr) or any(name in request.headers for name in PROXY_HEADERS):
+        return Response("metrics are served to loopback clients only (or set IAM_METRICS_TOKEN)\n", 403,
+                        mimetype="text/plain")
+    return None
+
+
+def metrics():
+    refusal = _refusal()
+    if refusal is not None:
+        return refusal
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
