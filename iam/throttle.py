@@ -5,18 +5,35 @@ Client limits count per remote address in the storage named by IAM_RATELIMIT_STO
 answer 429 with Retry-After. Logins count failures only: a client that logs in correctly
 is never slowed down.
 
+A shared storage that fails (Redis down, hung, refusing) never fails a request: counting
+moves to this process's memory, with the same limits, until the storage answers again
+(see _OutageProofStrategy).
+
 The account lock claims an attempt with one conditional UPDATE before any password is
 checked, so N parallel attempts against a limit of L check at most L passwords.
 """
+import logging
+import threading
+import time
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from flask import current_app
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from limits.storage import MemoryStorage
 from sqlalchemy import and_, case, or_, update
 
 from .extensions import db
 from .models import Account
+
+log = logging.getLogger(__name__)
+
+# A Redis that does not answer must not hold a request (and a gunicorn worker) for long; a
+# `?socket_timeout=...&socket_connect_timeout=...` in IAM_RATELIMIT_STORAGE_URL wins over these.
+REDIS_TIMEOUTS = {"socket_connect_timeout": 1.0, "socket_timeout": 1.0}
+# While the shared storage is out, how often one request asks it whether it is back.
+RECHECK_SECONDS = 5.0
 
 
 def _failed(response):
@@ -32,6 +49,7 @@ ROUTE_LIMITS = {
     "iam.password_request_reset": ("IAM_RESET_RATE_LIMIT", None),
     "iam.password_reset": ("IAM_RESET_RATE_LIMIT", _failed),
     "iam.password_token_valid": ("IAM_RESET_RATE_LIMIT", None),
+    "iam.email_change_confirm": ("IAM_RESET_RATE_LIMIT", _failed),
     "iam.password_change": ("IAM_LOGIN_RATE_LIMIT", _failed),
     # PATCH /accounts/me checks current_password when the email changes; GET checks nothing.
     "iam.accounts_me": ("IAM_LOGIN_RATE_LIMIT", _failed, ["PATCH"]),
@@ -40,10 +58,121 @@ ROUTE_LIMITS = {
 }
 
 
+class _OutageProofStrategy:
+    """The rate-limit strategy on the shared storage while it answers, in memory while it does not.
+
+    Flask-Limiter reaches its counters only through `Limiter.limiter` (the check before the
+    view, the deduction after it for deduct_when, the window behind the headers and
+    Retry-After), so all of them come here. A storage error switches this process to a
+    memory storage and redoes the call there: the request is limited all the same, per
+    process, and is never failed, even when the view has already run. One request every
+    RECHECK_SECONDS pings the shared storage; once it answers, counting goes back to it (the
+    counts made in memory meanwhile stay in memory). Each switch logs one warning.
+
+    Flask-Limiter's own in_memory_fallback (left off) does not cover the deduction after the
+    view (4.1 raises: a 500 for a login that happened; with swallow_errors it logs a traceback
+    and loses the count) nor reset(), and logs its recovery at INFO.
+    """
+
+    def __init__(self, primary):
+        self.primary = primary
+        self.fallback = type(primary)(MemoryStorage())
+        storage = primary.storage
+        # The storage's own errors (redis.RedisError: refused, timed out, read-only replica...),
+        # and socket errors; anything else is a bug, and is not hidden.
+        self.errors = () if isinstance(storage, MemoryStorage) else (*_as_tuple(storage.base_exceptions), OSError)
+        self.down = False
+        self._next_check = 0.0
+        self._lock = threading.Lock()
+
+    def hit(self, item, *identifiers, cost=1):
+        return self._call("hit", item, *identifiers, cost=cost)
+
+    def test(self, item, *identifiers, cost=1):
+        return self._call("test", item, *identifiers, cost=cost)
+
+    def get_window_stats(self, item, *identifiers):
+        return self._call("get_window_stats", item, *identifiers)
+
+    def clear(self, item, *identifiers):
+        self.fallback.clear(item, *identifiers)
+        if not self.down:
+            self._call("clear", item, *identifiers)
+
+    def reset(self):
+        """Forget every count, in memory and in the shared storage (when it answers)."""
+        self.fallback.storage.reset()
+        try:
+            self.primary.storage.reset()
+        except NotImplementedError:
+            pass
+        except self.errors as error:
+            self._lost(error)
+
+    def _call(self, name, *args, **kwargs):
+        if not self.down or self._back():
+            try:
+                return getattr(self.primary, name)(*args, **kwargs)
+            except self.errors as error:
+                self._lost(error)
+        return getattr(self.fallback, name)(*args, **kwargs)
+
+    def _lost(self, error):
+        with self._lock:
+            if self.down:
+                return
+            self.down = True
+            self._next_check = time.monotonic() + RECHECK_SECONDS
+        log.warning("rate-limit storage unreachable (%s: %s): counting in this process's memory until it answers",
+                    type(error).__name__, error)
+
+    def _back(self):
+        """While down: True once the shared storage answers a ping (one ping per RECHECK_SECONDS)."""
+        with self._lock:
+            if not self.down:
+                return True
+            if time.monotonic() < self._next_check:
+                return False
+            self._next_check = time.monotonic() + RECHECK_SECONDS
+        try:
+            answers = self.primary.storage.check()
+        except Exception:  # noqa: BLE001 - any failure to answer is "still down"
+            answers = False
+        if not answers:
+            return False
+        with self._lock:
+            if not self.down:
+                return True
+            self.down = False
+        log.warning("rate-limit storage answers again: counting there again")
+        return True
+
+
+def _as_tuple(errors):
+    return errors if isinstance(errors, tuple) else (errors,)
+
+
+class _Limiter(Limiter):
+    """Flask-Limiter's Limiter whose counters survive an outage of their storage."""
+
+    def init_app(self, app):
+        super().init_app(app)
+        self._outage_proof = _OutageProofStrategy(super().limiter)
+
+    @property
+    def limiter(self):
+        return self._outage_proof
+
+    def reset(self):
+        self._outage_proof.reset()
+
+
 def init_app(app):
     """A limiter of this app's own, wrapping the throttled endpoints' view functions."""
-    limiter = Limiter(get_remote_address, app=app, storage_uri=app.config["IAM_RATELIMIT_STORAGE_URL"],
-                      headers_enabled=True, key_prefix="iam", strategy="moving-window")
+    url = app.config["IAM_RATELIMIT_STORAGE_URL"]
+    redis = urlsplit(url).scheme.split("+")[0] in ("redis", "rediss", "valkey", "valkeys")
+    limiter = _Limiter(get_remote_address, app=app, storage_uri=url, storage_options=REDIS_TIMEOUTS if redis else {},
+                       headers_enabled=True, key_prefix="iam", strategy="moving-window")
     for endpoint, (setting, deduct_when, *methods) in ROUTE_LIMITS.items():
         view = app.view_functions[endpoint]
         limit = limiter.limit(lambda setting=setting: current_app.config[setting], deduct_when=deduct_when,
