@@ -73,3 +73,35 @@ def test_migrated_schema_matches_the_models(migration_app):
                 diffs = compare_metadata(context, db.metadata)
     assert diffs == [], diffs
 
+
+
+def test_0008_confines_existing_ou_grants_to_the_holders_organization(migration_app):
+    """Roles stored before 0008 keep what they reached, and no more: an ou scope that named a
+    unit of A and ids that later became units of B is confined to A, the holder's organization."""
+    from sqlalchemy import text
+
+    now = "2026-11-30 12:00:00"
+    with migration_app.app_context():
+        upgrade(revision="0007")
+        with db.engine.begin() as conn:
+            def insert(table, **values):
+                values.update(created_at=now, updated_at=now, version=1)
+                columns = ", ".join(values)
+                conn.execute(text(f"INSERT INTO {table} ({columns}) VALUES ({', '.join(':' + c for c in values)})"),
+                             values)
+
+            insert("organizations", id=1, name="A", slug="a", enabled=True, quota_usage=0)
+            insert("organizations", id=2, name="B", slug="b", enabled=True, quota_usage=0)
+            insert("organizational_units", id=1, organization_id=1, name="a", path="/a", ancestry="/1/", policies="{}")
+            insert("organizational_units", id=8, organization_id=2, name="b", path="/b", ancestry="/8/", policies="{}")
+            for id_, org in ((1, 1), (2, None)):
+                insert("accounts", id=id_, email=f"u{id_}@example.com", account_type="personal_account",
+                       auth_type="password", enabled=True, organization_id=org, preferences="{}")
+            for id_, account, scopes in ((1, 1, '{"ou": [1, 8, 9]}'), (2, 2, '{"ou": [8]}'), (3, 2, '{"ou": [77]}'),
+                                         (4, 1, '{"organization": [1]}')):
+                insert("account_roles", id=id_, account_id=account, name="ou_manager", scopes=scopes, info="{}")
+        upgrade()
+        with db.engine.connect() as conn:
+            confined = dict(conn.execute(text("SELECT id, scope_organization_id FROM account_roles")).all())
+    # The holder's organization; else the organization of its lowest unit; else none (reaches nothing).
+    assert confined == {1: 1, 2: 2, 3: None, 4: None}
