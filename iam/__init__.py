@@ -7,7 +7,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from . import config as config_module
-from .extensions import db, migrate
+from .extensions import db, migrate, safe_session_teardown
 from .jsonapi.encoding import OrjsonProvider
 
 
@@ -23,6 +23,7 @@ def create_app(overrides=None):
     logging.basicConfig(level=os.environ.get("IAM_LOG_LEVEL", "INFO").upper())  # gunicorn takes either case
 
     db.init_app(app)
+    safe_session_teardown(app)  # ending a request's session never raises (a dead connection's rollback)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations"))
 
     from . import cli, health, observability, security_headers, throttle
@@ -52,7 +53,8 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    # busy_timeout (how long to wait on a lock) is IAM_DB_LOCK_TIMEOUT: sqlite3.connect(timeout=...)
+    # sets it as the file is opened, before any PRAGMA here (config.engine_options).
     cursor.close()
     # We begin transactions ourselves (below) instead of the driver's lazy BEGIN.
     dbapi_connection.isolation_level = None

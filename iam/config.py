@@ -39,6 +39,52 @@ def _int_env(env, name, default):
     return value
 
 
+def _seconds_setting(env, overrides, name, default, allow_zero=False):
+    """A duration in seconds (fractions allowed) from the overrides or the environment."""
+    raw = overrides.get(name, env.get(name))
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if value < 0 or (value == 0 and not allow_zero) or value != value:
+        raise ConfigError(f"{name} must be positive" + (" (or 0 for no limit)" if allow_zero else ""))
+    return value
+
+
+def engine_options(url, env, overrides):
+    """SQLAlchemy engine options, and the database timeouts they apply (see README, Configuration).
+
+    Bound parameters never reach a log or an exception's text (hide_parameters). On PostgreSQL
+    every connection gets the statement and lock timeouts (libpq `options`) and a connect
+    timeout; on SQLite the lock timeout is the busy timeout, set when the file is opened.
+    Migrations run without the statement timeout (iam/extensions.py)."""
+    from sqlalchemy.engine import make_url
+
+    statement = _seconds_setting(env, overrides, "IAM_DB_STATEMENT_TIMEOUT", 10.0, allow_zero=True)
+    lock = _seconds_setting(env, overrides, "IAM_DB_LOCK_TIMEOUT", 5.0)
+    connect = _seconds_setting(env, overrides, "IAM_DB_CONNECT_TIMEOUT", 5.0)
+    pool = _seconds_setting(env, overrides, "IAM_DB_POOL_TIMEOUT", 5.0)
+    options = {"json_serializer": canonical_json, "json_deserializer": json_loads, "pool_pre_ping": True,
+               "hide_parameters": True}
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        server = f"-c statement_timeout={round(statement * 1000)} -c lock_timeout={round(lock * 1000)}"
+        given = parsed.query.get("options")  # the URL's own options (e.g. a search_path) are kept
+        if isinstance(given, tuple):
+            given = " ".join(given)
+        # libpq takes whole seconds and waits at least 2.
+        options["connect_args"] = {"options": f"{given} {server}" if given else server,
+                                   "connect_timeout": max(1, round(connect))}
+        options["pool_timeout"] = pool
+    elif parsed.get_backend_name() == "sqlite":
+        options["connect_args"] = {"timeout": lock}  # sqlite3 sets busy_timeout from it
+        if parsed.database not in (None, "", ":memory:") and "mode=memory" not in str(parsed):
+            options["pool_timeout"] = pool  # an in-memory database has a single static connection
+    return options, {"statement": statement, "lock": lock, "connect": connect, "pool": pool}
+
+
 def load(instance_path, env=None, overrides=None):
     """Build the Flask config mapping from the environment (and test overrides)."""
     env = os.environ if env is None else env
@@ -59,14 +105,19 @@ def load(instance_path, env=None, overrides=None):
         raise ConfigError("IAM_SECRET_KEY must be at least 32 characters long")
 
     url = database_url(overrides.get("IAM_DATABASE_URL", env.get("IAM_DATABASE_URL")), instance_path)
-    engine_options = {"json_serializer": canonical_json, "json_deserializer": json_loads, "pool_pre_ping": True}
+    options, timeouts = engine_options(url, env, overrides)
 
     config = {
         "IAM_ENV": iam_env,
         "SECRET_KEY": secret,
         "IAM_SECRET_KEY": secret,
         "SQLALCHEMY_DATABASE_URI": url,
-        "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
+        "SQLALCHEMY_ENGINE_OPTIONS": options,
+        # Seconds; a request waiting longer on the database answers 503 (iam/jsonapi/errors.py).
+        "IAM_DB_STATEMENT_TIMEOUT": timeouts["statement"],
+        "IAM_DB_LOCK_TIMEOUT": timeouts["lock"],
+        "IAM_DB_CONNECT_TIMEOUT": timeouts["connect"],
+        "IAM_DB_POOL_TIMEOUT": timeouts["pool"],
         "SQLALCHEMY_TRACK_MODIFICATIONS": False,
         # Request bodies above 1 MiB get a 413 before they are read.
         "MAX_CONTENT_LENGTH": 1024 * 1024,
@@ -82,6 +133,10 @@ def load(instance_path, env=None, overrides=None):
         # The page an invitation mail links to ({token} replaced); empty: the mail carries the token.
         "IAM_INVITATION_URL": env.get("IAM_INVITATION_URL", ""),
         "IAM_INVITATION_TTL": _int_env(env, "IAM_INVITATION_TTL", 72 * 3600),
+        # A self-service email change waits this long for the link mailed to the new address;
+        # IAM_EMAIL_CHANGE_URL is the page that link opens ({token} replaced), empty: the token itself.
+        "IAM_EMAIL_CHANGE_TTL": _int_env(env, "IAM_EMAIL_CHANGE_TTL", 24 * 3600),
+        "IAM_EMAIL_CHANGE_URL": env.get("IAM_EMAIL_CHANGE_URL", ""),
         "IAM_INVITATION_RATE_LIMIT": env.get("IAM_INVITATION_RATE_LIMIT", "10 per 10 minutes"),
         "IAM_RATELIMIT_STORAGE_URL": env.get("IAM_RATELIMIT_STORAGE_URL", "memory://"),
         # Per client address (limits syntax, e.g. "20 per 10 minutes"); logins count failures only.

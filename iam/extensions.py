@@ -1,7 +1,14 @@
 """Extension objects, created unbound here and bound to an app in create_app()."""
+import logging
+import weakref
+
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
+
+from .jsonapi.errors import describe_database_error
+
+log = logging.getLogger(__name__)
 
 # Named constraints keep Alembic migrations deterministic on every database.
 NAMING_CONVENTION = {
@@ -27,4 +34,75 @@ def autogenerate_filter(dialect_name):
     return include_object
 
 
-migrate = Migrate(render_as_batch=True, compare_type=True)
+def safe_session_teardown(app):
+    """Replace Flask-SQLAlchemy's end-of-request `session.remove()` with one that never raises.
+
+    After a failure, or when the database went away during the request, the rollback that ends
+    the session can fail on a dead connection; raised from a teardown it would escape every error
+    handler (the server's own HTML 500) after the answer was made. Logged as one line instead,
+    and the connection is dropped (invalidated), never returned to the pool as it is."""
+    funcs = app.teardown_appcontext_funcs
+    funcs[:] = [_remove_session if func == db._teardown_session else func for func in funcs]
+
+
+def _remove_session(exc=None):
+    transaction = db.session.registry().get_transaction() if db.session.registry.has() else None
+    connections = transaction.connections if transaction is not None else ()  # acquires none
+    try:
+        db.session.remove()
+        return
+    except Exception as error:  # noqa: BLE001 - nothing may escape a teardown
+        log.warning("ending the database session failed, its connection is discarded: %s",
+                    describe_database_error(error))
+    for connection in connections:
+        try:
+            connection.invalidate()  # closed, never handed to another request
+        except Exception:  # noqa: BLE001
+            pass
+    try:
+        db.session.close()
+    except Exception:  # noqa: BLE001
+        pass
+    finally:
+        db.session.registry.clear()
+
+
+class _MigrationDatabase:
+    """`db` as Flask-Migrate (migrations/env.py) sees it: its engine shares the pool, but each
+    transaction it begins turns off the statement timeout meant for requests (PostgreSQL), so a
+    long migration is not cut short. The lock timeout stays: a migration that cannot get its
+    lock in time fails (run it again) instead of stalling every request queued behind it."""
+
+    _engines = weakref.WeakKeyDictionary()
+
+    def __init__(self, database):
+        self._database = database
+
+    def __getattr__(self, name):
+        return getattr(self._database, name)
+
+    @property
+    def engine(self):
+        engine = self._database.engine
+        migration = self._engines.get(engine)
+        if migration is None:
+            migration = engine.execution_options()  # an OptionEngine: same pool, listeners of its own
+            event.listen(migration, "begin", _without_statement_timeout)
+            self._engines[engine] = migration
+        return migration
+
+
+def _without_statement_timeout(conn):
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
+
+
+class _Migrate(Migrate):
+    def init_app(self, app, db=None, *args, **kwargs):
+        db = db or self.db
+        if not isinstance(db, _MigrationDatabase):
+            db = _MigrationDatabase(db)
+        super().init_app(app, db, *args, **kwargs)
+
+
+migrate = _Migrate(render_as_batch=True, compare_type=True)

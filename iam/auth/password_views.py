@@ -79,8 +79,9 @@ def _issue_reset(app, email, ip):
         _, body = issue_reset_token(account, now)
         audit.record("password_reset_requested", actor_id=account.id, resource_type="accounts",
                      resource_id=account.id, organization_id=account.organization_id, ip=ip)
+        to = account.email  # read before the commit (which expires the row)
         db.session.commit()
-        mail.send(account.email, "Reset your password", body)
+        mail.send(to, "Reset your password", body)
 
 
 def _invalid_token():

@@ -103,6 +103,16 @@ def session_document(api, session, now, refresh_token=None):
     return document
 
 
+def committed_session_document(api, session, now, refresh_token=None):
+    """Commit a login, and its answer: the document is built first, inside the transaction, from
+    the session as stored (as a read after the commit would), so nothing can fail after the commit."""
+    db.session.flush()
+    db.session.expire(session)
+    document = session_document(api, session, now, refresh_token)
+    db.session.commit()
+    return document
+
+
 def _find_account(email):
     return db.session.scalars(
         select(Account).where(func.lower(Account.email) == email.strip().lower())).one_or_none()
@@ -134,8 +144,7 @@ def login(api):
     refresh_token = sessions.new_refresh_token(session)
     audit.record("login", actor_id=account.id, resource_type="account_sessions", resource_id=session.id,
                  organization_id=account.organization_id)
-    db.session.commit()
-    return session_document(api, session, now, refresh_token)
+    return committed_session_document(api, session, now, refresh_token)
 
 
 def api_login(api):
@@ -157,8 +166,7 @@ def api_login(api):
                                     read_only=bool(key.scopes.get("read_only")))
     audit.record("login", actor_id=key.account_id, resource_type="api_keys", resource_id=key.id,
                  organization_id=key.account.organization_id)
-    db.session.commit()
-    return session_document(api, session, now)
+    return committed_session_document(api, session, now)
 
 
 def refresh(api):
@@ -170,8 +178,7 @@ def refresh(api):
     except sessions.RefreshRefused:
         raise JsonApiError(401, "invalid_token", "Unauthenticated",
                            "The refresh token is invalid, used or expired; log in again.") from None
-    db.session.commit()
-    return session_document(api, session, now, refresh_token)
+    return committed_session_document(api, session, now, refresh_token)
 
 
 def logout(api):

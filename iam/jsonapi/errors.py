@@ -4,11 +4,23 @@ Everything the engine or a resource rejects raises `JsonApiError` (or a list of 
 `JsonApiErrors`); the handlers below turn those, werkzeug's HTTP errors and anything
 unexpected into a JSON:API error document. Unexpected errors are logged with their trace
 and answered with a bare 500, never the trace itself.
+
+A database that cannot serve (unreachable, restarting, out of connections, a statement or
+lock timeout, SQLite's "database is locked") is not a bug: it answers 503 with Retry-After
+and is logged as one line. A failure of the COMMIT itself leaves the outcome unknown: 503
+`outcome_unknown`, and the client should read before it retries. Database error messages
+are stripped of the values PostgreSQL quotes in them (DETAIL lines repeat whole rows), and
+the engine hides bound parameters (config.engine_options), so no log carries them.
 """
 import logging
+import re
+import weakref
 
-from flask import current_app, jsonify
-from sqlalchemy.exc import IntegrityError
+from flask import current_app, has_request_context, jsonify, request
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
 from werkzeug.exceptions import HTTPException
 
@@ -159,6 +171,159 @@ def _handle_stale_data(error):
     return error_response([err], 412)
 
 
+# ------------------------------------------------------------ the database as a failing dependency
+
+RETRY_AFTER = "1"  # seconds: a restart, a failover or a lock queue is over in a few
+
+# PostgreSQL SQLSTATEs (classes by their first two characters) that mean "the database cannot
+# serve this now, try again", not "this request is wrong": connection exceptions (08),
+# insufficient resources (53: too many connections, disk full, out of memory), operator
+# intervention (57: shutdown, crash recovery, cannot connect now, a cancelled statement),
+# system errors (58: I/O), a read-only transaction (25006: a standby, mid-failover), the
+# statement, lock and idle-transaction timeouts, and the two transaction rollbacks a retry
+# resolves (40001 serialization failure, 40P01 deadlock).
+_PG_UNAVAILABLE_CLASSES = {"08", "53", "57", "58"}
+_PG_UNAVAILABLE_STATES = {"25006"}
+_PG_TIMEOUT_STATES = {"57014", "55P03", "25P03"}
+_PG_RETRY_STATES = {"40001", "40P01"}
+# SQLite result codes (sqlite3's sqlite_errorname, extended codes folded): a lock held past the
+# busy timeout, and a file that cannot be opened, read, written or grown. Everything else
+# (no such table, a constraint, a syntax error) is a genuine error.
+_SQLITE_TIMEOUT = {"SQLITE_BUSY", "SQLITE_LOCKED"}
+_SQLITE_UNAVAILABLE = {"SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_PROTOCOL"}
+
+_DETAILS = {
+    "unavailable": "The database is unavailable; the request was not carried out. Retry shortly.",
+    "timeout": "The database did not answer in time (a statement or lock timeout); the request was not "
+               "carried out. Retry shortly.",
+    "retry": "The database could not serialize this request with a concurrent one; the request was not "
+             "carried out. Retry it.",
+    "outcome_unknown": "The database failed while committing this change: it may or may not have been "
+                       "stored. Read the resource (or list with a filter) before retrying.",
+}
+
+
+def _database_failure(exc):
+    """'unavailable', 'timeout' or 'retry' when `exc` says the database cannot serve now; else None."""
+    if isinstance(exc, PoolTimeoutError):
+        return "unavailable"  # every pooled connection busy for IAM_DB_POOL_TIMEOUT
+    if not isinstance(exc, DBAPIError):
+        return None
+    if exc.connection_invalidated:
+        return "unavailable"  # SQLAlchemy saw the connection die (and dropped it)
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate:
+        if sqlstate in _PG_TIMEOUT_STATES:
+            return "timeout"
+        if sqlstate in _PG_RETRY_STATES:
+            return "retry"
+        if sqlstate[:2] in _PG_UNAVAILABLE_CLASSES or sqlstate in _PG_UNAVAILABLE_STATES:
+            return "unavailable"
+        return None
+    errorname = getattr(orig, "sqlite_errorname", None)
+    if errorname is None and type(orig).__module__ == "sqlite3" and "database is locked" in str(orig):
+        errorname = "SQLITE_BUSY"
+    if errorname:
+        base = "_".join(errorname.split("_")[:2])
+        if base in _SQLITE_TIMEOUT:
+            return "timeout"
+        if base in _SQLITE_UNAVAILABLE:
+            return "unavailable"
+        return None
+    if isinstance(exc, OperationalError) and type(orig).__module__.startswith("psycopg"):
+        return "unavailable"  # no SQLSTATE: no server answered (refused, reset, closed, connect timeout)
+    return None
+
+
+def _commit_outcome_unknown(exc):
+    """A failure of the COMMIT itself that does not prove the transaction was rolled back."""
+    if not getattr(exc, "iam_during_commit", False):
+        return False
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate and sqlstate[:2] not in ("08", "57"):
+        return False  # the server answered the COMMIT with an error: it rolled back
+    if getattr(orig, "sqlite_errorname", "").startswith("SQLITE_BUSY"):
+        return False  # SQLite: a busy COMMIT did not happen
+    return True
+
+
+def database_unavailable(exc):
+    """The 503 error object for an exception meaning the database cannot serve now, or None."""
+    failure = _database_failure(exc)
+    if failure is None:
+        return None
+    code = "database_unavailable"
+    if _commit_outcome_unknown(exc):
+        failure = code = "outcome_unknown"
+    return JsonApiError(503, code, "Service unavailable", _DETAILS[failure], headers={"Retry-After": RETRY_AFTER})
+
+
+def describe_database_error(exc):
+    """One log line's worth: the driver's exception, its SQLSTATE or SQLite code, its first line."""
+    orig = getattr(exc, "orig", None) or exc
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
+    lines = str(orig).strip().splitlines()
+    return f"{type(orig).__module__}.{type(orig).__name__}" + (f" [{code}]" if code else "") \
+        + (f": {lines[0].strip()}" if lines else "")
+
+
+def _handle_database_error(error):
+    unavailable = database_unavailable(error)
+    if unavailable is None:
+        return _handle_unexpected(error)
+    where = f" for {request.method} {request.path}" if has_request_context() else ""
+    log.warning("database unavailable, answered 503 %s%s: %s", unavailable.code, where,
+                describe_database_error(error))
+    return error_response([unavailable], 503, unavailable.headers)
+
+
+# A data exception's primary message quotes the offending value: `invalid input syntax for type
+# integer: "..."`; identifiers in other classes' messages are the schema's, not the client's.
+_QUOTED = re.compile(r'"(?:[^"]|"")*"')
+# Connections whose COMMIT is under way (ConnectionEvents.commit fires just before it is sent).
+_committing = weakref.WeakSet()
+
+
+def _scrub(orig, wrapped):
+    """Keep only PostgreSQL's primary message: DETAIL (`Failing row contains (...)`,
+    `Key (email)=(...)`) and CONTEXT carry the values a statement was given."""
+    diag = getattr(orig, "diag", None)
+    sqlstate = getattr(orig, "sqlstate", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    if not primary or not sqlstate:
+        return  # a client-side error (no server message): it holds no values
+    if sqlstate.startswith("22"):
+        primary = _QUOTED.sub('"..."', primary)
+    if orig.args == (primary,):
+        return
+    orig.args = (primary,)
+    if wrapped is not None:  # SQLAlchemy's message was formatted from the original's
+        wrapped.args = (f"({type(orig).__module__}.{type(orig).__name__}) {primary}",)
+
+
+@event.listens_for(Engine, "handle_error")
+def _on_database_error(context):
+    _scrub(context.original_exception, context.sqlalchemy_exception)
+    conn = context.connection
+    if conn is not None and context.statement is None and conn in _committing:
+        _committing.discard(conn)
+        if context.sqlalchemy_exception is not None:
+            context.sqlalchemy_exception.iam_during_commit = True
+
+
+@event.listens_for(Engine, "commit")
+def _on_commit(conn):
+    _committing.add(conn)
+
+
+@event.listens_for(Engine, "begin")
+@event.listens_for(Engine, "rollback")
+def _on_transaction_end(conn):
+    _committing.discard(conn)
+
+
 def _handle_unexpected(error):
     if isinstance(error, HTTPException):
         return _handle_http_exception(error)
@@ -178,4 +343,6 @@ def register_error_handlers(app):
     app.register_error_handler(IntegrityError, _handle_integrity_error)
     app.register_error_handler(StaleDataError, _handle_stale_data)
     app.register_error_handler(ObjectDeletedError, _handle_deleted)
+    app.register_error_handler(DBAPIError, _handle_database_error)
+    app.register_error_handler(PoolTimeoutError, _handle_database_error)
     app.register_error_handler(Exception, _handle_unexpected)

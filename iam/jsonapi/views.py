@@ -4,6 +4,7 @@
 request and which policy decides visibility and permission, but both are supplied by the
 application: the engine itself knows nothing about IAM.
 """
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -18,6 +19,8 @@ from . import documents, query
 from .errors import JsonApiError, conflict
 from .media import JSONAPI_MEDIA_TYPE, check_accept, read_json_body
 from .resource import WriteState
+
+log = logging.getLogger(__name__)
 
 
 def _plain(value):
@@ -182,20 +185,39 @@ class Api:
         return self.respond(document, status, headers)
 
     def write(self, resource, ctx, state, spec, status=200):
-        """Run a prepared write: checks, hook, commit, then answer with the fresh resource."""
+        """Run a prepared write: checks, hook, the answer, commit, then the after-commit steps.
+
+        The answer is read and rendered inside the transaction, from what it flushed: once the
+        change is committed nothing may turn its answer into an error (a client retrying an
+        answer it took for a failure would store the change twice)."""
         resource.prepare(state)
         before = None if state.creating else snapshot(resource, state.obj, list(state.values))
         obj = resource.create(state) if state.creating else resource.update(state)
         self.flush(ctx)
         self.on_change(ctx, resource, "create" if state.creating else "update", obj, before,
                        snapshot(resource, obj, list(state.values)))
-        obj_id = obj.id  # after the commit obj is expired: a concurrent delete must not make it a 500
-        self.commit(ctx)
-        for callback in state.after_commit:
-            callback()
-        fresh = resource.read(ctx, obj_id, spec)
+        obj_id = obj.id
         headers = {"Location": f"{ctx.base_url}/{resource.type}/{obj_id}"} if status == 201 else None
-        return self.render(resource, fresh, spec, ctx, status, headers, meta=state.meta)
+        response = self.render_stored(resource, ctx, obj_id, spec, status, headers, meta=state.meta)
+        self.commit(ctx)
+        self.after_commit(state.after_commit)
+        return response
+
+    def render_stored(self, resource, ctx, id_, spec, status=200, headers=None, meta=None):
+        """The answer for a change about to be committed: everything pending is flushed, then the
+        row is read back as the database holds it (as a read after the commit would) and
+        rendered, so the commit is the request's last use of the database."""
+        self.flush(ctx)
+        ctx.session.expire_all()
+        return self.render(resource, resource.read(ctx, id_, spec), spec, ctx, status, headers, meta=meta)
+
+    def after_commit(self, callbacks):
+        """Steps that follow a committed change (mail): a failure is logged, never the answer."""
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - the change is committed: its answer stands
+                log.exception("a step after a committed change failed; the change stands")
 
 
 def _jsonapi_media_type(response):

@@ -224,8 +224,9 @@ class Accounts(Resource):
             _, body = issue_reset_token(account, ctx.now)
             audit.record("password_reset_requested", actor_id=ctx.principal.account_id, resource_type=self.type,
                          resource_id=account.id, organization_id=account.organization_id)
+            to = account.email  # read before the commit: nothing may fail after it
             api.commit(ctx)
-            mail.send(account.email, "Reset your password", body)
+            api.after_commit([lambda: mail.send(to, "Reset your password", body)])
             return "", 204
 
         api.blueprint.add_url_rule("/accounts/<int:id>/password_reset", "accounts_password_reset",

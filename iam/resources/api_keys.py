@@ -85,7 +85,8 @@ class ApiKeys(Resource):
             before = snapshot(self, obj)
             self.delete(ctx, obj)
             api.on_change(ctx, self, "delete", obj, before, None)
+            response = api.render_stored(self, ctx, id, spec)  # before the commit: nothing may fail after it
             api.commit(ctx)
-            return api.render(self, self.read(ctx, id, spec), spec, ctx)
+            return response
 
         api.blueprint.add_url_rule("/api_keys/<int:id>/revoke", "api_keys_revoke", revoke, methods=["POST"])

@@ -70,9 +70,9 @@ class Organizations(Resource):
                                    f"Adding {usage} would take the organization past its quota_limit; "
                                    "nothing was added.")
             api.on_change(ctx, self, "increment", organization, None, {"quota_usage": f"+{usage}"})
+            response = api.render_stored(self, ctx, id, spec)  # before the commit: nothing may fail after it
             api.commit(ctx)
-            ctx.session.expire_all()
-            return api.render(self, self.read(ctx, id, spec), spec, ctx)
+            return response
 
         api.blueprint.add_url_rule("/organizations/<int:id>/increment", "organizations_increment",
                                    organizations_increment, methods=["POST"])
