@@ -64,8 +64,12 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
 def _sqlite_begin(conn):
     """SQLite ignores SELECT ... FOR UPDATE: a write request takes the write lock when its
     transaction begins (BEGIN IMMEDIATE), so two writers never read the same version of a row
-    and one of them fail with a 412 it did not ask for. Reads begin deferred and stay concurrent."""
+    and one of them fail with a 412 it did not ask for. Reads begin deferred and stay concurrent.
+
+    Work outside a request (background jobs, the CLI, start-up) begins IMMEDIATE too: a deferred
+    transaction that read cannot write once another connection committed after its read
+    ("database is locked" at once, whatever the busy timeout), and such work reads then writes."""
     if conn.dialect.name != "sqlite":
         return
-    writing = has_request_context() and request.method in ("POST", "PUT", "PATCH", "DELETE")
+    writing = not has_request_context() or request.method in ("POST", "PUT", "PATCH", "DELETE")
     conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")

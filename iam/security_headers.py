@@ -13,8 +13,9 @@ and of error handlers alike (unknown URLs, 405, 413, 500).
 """
 
 NO_STORE = "no-store"
-# JSON (and every other non-page answer): nothing to load, run or frame.
-API_POLICY = "default-src 'none'; frame-ancestors 'none'"
+# JSON (and every other non-page answer): nothing to load, run or frame (base-uri is not a
+# fetch directive, so default-src does not cover it).
+API_POLICY = "default-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 # Swagger UI at /api/v3/iam/docs: its scripts and styles are files of this server (the page
 # has no inline script), its stylesheet draws icons as data: SVGs, and "Try it out" calls the
 # API on the same origin.

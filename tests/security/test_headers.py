@@ -13,7 +13,7 @@ import pytest
 from iam import create_app
 from tests.helpers import API, PASSWORD, ApiClient, assert_jsonapi, error_of
 
-API_POLICY = "default-src 'none'; frame-ancestors 'none'"
+API_POLICY = "default-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 DOCS_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
