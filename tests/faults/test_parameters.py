@@ -33,6 +33,8 @@ def _routes(app):
 def test_failed_statements_log_no_bound_parameter(make_app, dialect, caplog, view, status):
     if view == "value_of_the_wrong_type" and dialect == "sqlite":
         pytest.skip("SQLite casts anything")
+    if view == "insert_without_email" and dialect == "sqlite":
+        pytest.skip("SQLite's constraint messages name the column, never the row")
     caplog.set_level(logging.INFO)
     app = make_app()
     _routes(app)

@@ -2,6 +2,7 @@
 answers 503 with Retry-After after IAM_DB_LOCK_TIMEOUT / IAM_DB_STATEMENT_TIMEOUT, and the
 same write works once the lock is released."""
 import sqlite3
+import threading
 import time
 
 from sqlalchemy import text
@@ -19,10 +20,24 @@ def _admin(app, factory):
     return ApiClient(app.test_client(), factory.token(factory.account(roles=["admin"])))
 
 
-def _timed(call):
-    started = time.monotonic()
-    response = call()
-    return response, time.monotonic() - started
+def _timed(call, release):
+    """(response, seconds) of call() made while a lock is held; `release()` frees the lock after
+    LOCK + SLACK at the latest, so a request that would wait forever fails the test, not hangs it."""
+    result = {}
+
+    def run():
+        started = time.monotonic()
+        result["response"] = call()
+        result["elapsed"] = time.monotonic() - started
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=LOCK + SLACK)
+    waited = thread.is_alive()
+    release()
+    thread.join(timeout=30)
+    assert not waited, f"the request still waited on the lock after {LOCK + SLACK} s"
+    return result["response"], result["elapsed"]
 
 
 def test_a_held_postgresql_lock_answers_503_after_the_lock_timeout(postgresql_only, make_app, factory,
@@ -31,15 +46,14 @@ def test_a_held_postgresql_lock_answers_503_after_the_lock_timeout(postgresql_on
     admin = _admin(app, factory)
     with pg_connect(database_url) as holder:
         holder.execute("LOCK TABLE organizations IN ACCESS EXCLUSIVE MODE")
-        response, elapsed = _timed(lambda: admin.post("/organizations", organization("locked-out")))
+        response, elapsed = _timed(lambda: admin.post("/organizations", organization("locked-out")), lambda: None)
         body = assert_unavailable(response)
         assert "did not answer in time" in body["errors"][0]["detail"]
         assert LOCK <= elapsed < LOCK + SLACK, elapsed
         # A read waits on the same lock (outside any transaction) and gives up the same way.
-        response, elapsed = _timed(lambda: admin.get("/organizations"))
+        response, elapsed = _timed(lambda: admin.get("/organizations"), holder.rollback)
         assert_unavailable(response)
         assert elapsed < LOCK + SLACK, elapsed
-        holder.rollback()
     assert_jsonapi(admin.post("/organizations", organization("locked-out")), 201)
     assert not tracebacks(caplog)
     assert "answered 503 database_unavailable for POST" in caplog.text and "55P03" in caplog.text
@@ -50,10 +64,9 @@ def test_a_postgresql_statement_timeout_answers_503(postgresql_only, make_app, f
     admin = _admin(app, factory)
     with pg_connect(database_url) as holder:
         holder.execute("LOCK TABLE organizations IN ACCESS EXCLUSIVE MODE")
-        response, elapsed = _timed(lambda: admin.post("/organizations", organization("slow")))
+        response, elapsed = _timed(lambda: admin.post("/organizations", organization("slow")), holder.rollback)
         assert_unavailable(response)
         assert elapsed < LOCK + SLACK, elapsed
-        holder.rollback()
     assert_jsonapi(admin.post("/organizations", organization("slow")), 201)
     assert not tracebacks(caplog)
     assert "57014" in caplog.text  # query_canceled: the statement timeout
@@ -69,10 +82,10 @@ def test_a_held_sqlite_write_lock_answers_503_after_the_lock_timeout(sqlite_only
     holder = sqlite3.connect(make_url(database_url).database, isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")
-        response, elapsed = _timed(lambda: admin.post("/organizations", organization("locked-out")))
+        response, elapsed = _timed(lambda: admin.post("/organizations", organization("locked-out")),
+                                   lambda: holder.execute("ROLLBACK"))
         assert_unavailable(response)
         assert LOCK <= elapsed < LOCK + SLACK, elapsed
-        holder.execute("ROLLBACK")
     finally:
         holder.close()
     assert_jsonapi(admin.post("/organizations", organization("locked-out")), 201)
