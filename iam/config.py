@@ -4,6 +4,7 @@ Only development (IAM_ENV=development) and the test suite get a built-in signing
 anywhere else a missing IAM_SECRET_KEY stops the process at start-up instead of signing
 tokens with a key that is published in this repository.
 """
+import math
 import os
 
 from .jsonapi.encoding import json_loads
@@ -69,6 +70,7 @@ def engine_options(url, env, overrides):
     options = {"json_serializer": canonical_json, "json_deserializer": json_loads, "pool_pre_ping": True,
                "hide_parameters": True}
     parsed = make_url(url)
+    pool_seconds = max(1, math.ceil(pool))  # Flask-SQLAlchemy's engine_from_config makes it an int
     if parsed.get_backend_name() == "postgresql":
         server = f"-c statement_timeout={round(statement * 1000)} -c lock_timeout={round(lock * 1000)}"
         given = parsed.query.get("options")  # the URL's own options (e.g. a search_path) are kept
@@ -77,11 +79,11 @@ def engine_options(url, env, overrides):
         # libpq takes whole seconds and waits at least 2.
         options["connect_args"] = {"options": f"{given} {server}" if given else server,
                                    "connect_timeout": max(1, round(connect))}
-        options["pool_timeout"] = pool
+        options["pool_timeout"] = pool_seconds
     elif parsed.get_backend_name() == "sqlite":
         options["connect_args"] = {"timeout": lock}  # sqlite3 sets busy_timeout from it
         if parsed.database not in (None, "", ":memory:") and "mode=memory" not in str(parsed):
-            options["pool_timeout"] = pool  # an in-memory database has a single static connection
+            options["pool_timeout"] = pool_seconds  # an in-memory database has a single static connection
     return options, {"statement": statement, "lock": lock, "connect": connect, "pool": pool}
 
 

@@ -14,7 +14,7 @@ def test_postgresql_connections_get_statement_lock_and_connect_timeouts():
     assert timeouts == {"statement": 10.0, "lock": 5.0, "connect": 5.0, "pool": 5.0}
     assert options["connect_args"] == {"options": "-c statement_timeout=10000 -c lock_timeout=5000",
                                        "connect_timeout": 5}
-    assert options["pool_timeout"] == 5.0 and options["hide_parameters"] is True and options["pool_pre_ping"]
+    assert options["pool_timeout"] == 5 and options["hide_parameters"] is True and options["pool_pre_ping"]
 
 
 def test_settings_come_from_the_environment_and_the_url_keeps_its_own_options():
@@ -22,12 +22,12 @@ def test_settings_come_from_the_environment_and_the_url_keeps_its_own_options():
                           IAM_DB_LOCK_TIMEOUT="1.5", IAM_DB_CONNECT_TIMEOUT="3", IAM_DB_POOL_TIMEOUT="2")
     assert options["connect_args"] == {"options": "-csearch_path=app -c statement_timeout=0 -c lock_timeout=1500",
                                        "connect_timeout": 3}
-    assert options["pool_timeout"] == 2.0
+    assert options["pool_timeout"] == 2
 
 
 def test_sqlite_waits_on_locks_for_the_lock_timeout():
-    options, _ = _options("sqlite:////tmp/x.db", IAM_DB_LOCK_TIMEOUT="2")
-    assert options["connect_args"] == {"timeout": 2.0} and options["pool_timeout"] == 5.0
+    options, _ = _options("sqlite:////tmp/x.db", IAM_DB_LOCK_TIMEOUT="2", IAM_DB_POOL_TIMEOUT="0.5")
+    assert options["connect_args"] == {"timeout": 2.0} and options["pool_timeout"] == 1  # whole seconds
     memory, _ = _options("sqlite://")
     assert "pool_timeout" not in memory  # one static connection: nothing to wait for
 

@@ -104,3 +104,23 @@ def test_migrations_run_without_the_statement_timeout(postgresql_only, make_app)
             assert conn.execute(text("SHOW lock_timeout")).scalar() == "3s"
         with db.engine.begin() as conn:  # the same pooled connections, back to the request settings
             assert conn.execute(text("SHOW statement_timeout")).scalar() == "500ms"
+
+
+def test_every_pooled_connection_busy_answers_503_after_the_pool_timeout(make_app, factory, caplog):
+    app = make_app(IAM_DB_POOL_TIMEOUT=LOCK)  # waits 1 s: the pool takes whole seconds
+    admin = _admin(app, factory)
+    with app.app_context():
+        engine = db.engine
+    held = []
+    try:
+        while len(held) < engine.pool.size() + engine.pool._max_overflow:  # the whole pool, overflow too
+            held.append(engine.connect())
+        response, elapsed = _timed(lambda: admin.get("/organizations"), lambda: None)
+        assert_unavailable(response)
+        assert 1 <= elapsed < 1 + SLACK, elapsed
+    finally:
+        for conn in held:
+            conn.close()
+    assert_jsonapi(admin.get("/organizations"), 200)
+    assert not tracebacks(caplog)
+    assert "QueuePool limit" in caplog.text
