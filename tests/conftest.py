@@ -25,6 +25,57 @@ def pytest_configure(config):
     """Every Flask app built in the tests (the IAM app, the engine's app, any other) gets a test
     client that checks each response against JSON:API 1.1 (tests/jsonapi_document.py)."""
     Flask.test_client_class = ValidatingFlaskClient
+    config.addinivalue_line("markers", "databases(*names): the test applies to these databases only "
+                                       "(it is not collected for the others; nothing is skipped)")
+
+
+# Fixtures that mean "this test is about one database".
+_DATABASE_FIXTURES = {"postgresql_only": "postgresql", "sqlite_only": "sqlite"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that applies to one database is not collected for the other: CI runs every test it
+    collects and allows no skip (`IAM_TEST_NO_SKIPS`, set by .ci/run)."""
+    keep, drop = [], []
+    for item in items:
+        database = getattr(item, "callspec", None) and item.callspec.params.get("database_url")
+        wanted = {name for fixture, name in _DATABASE_FIXTURES.items() if fixture in item.fixturenames}
+        for marker in item.iter_markers("databases"):
+            wanted |= set(marker.args)
+        if wanted and database not in wanted:
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+_skipped = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """CI never skips a test: with IAM_TEST_NO_SKIPS set, one skipped test fails the run."""
+    if os.environ.get("IAM_TEST_NO_SKIPS") and _skipped:
+        print(f"\n{len(_skipped)} test(s) skipped, and CI allows none (IAM_TEST_NO_SKIPS):")
+        for nodeid in _skipped[:50]:
+            print("  " + nodeid)
+        session.exitstatus = 1
+
+
+@pytest.fixture
+def postgresql_only():
+    """Requested by tests about PostgreSQL alone (collected for that database only)."""
+
+
+@pytest.fixture
+def sqlite_only():
+    """Requested by tests about SQLite alone (collected for that database only)."""
 
 
 def wipe_postgresql(url, schema="public"):

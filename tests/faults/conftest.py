@@ -33,18 +33,6 @@ def make_app(app, database_url, tmp_path):
 
 
 @pytest.fixture
-def postgresql_only(dialect):
-    if dialect != "postgresql":
-        pytest.skip("PostgreSQL only")
-
-
-@pytest.fixture
-def sqlite_only(dialect):
-    if dialect != "sqlite":
-        pytest.skip("SQLite only")
-
-
-@pytest.fixture
 def pg_proxy(postgresql_only, database_url):
     """A cuttable TCP proxy in front of the PostgreSQL server; `.url` is the database through it."""
     url = make_url(database_url)

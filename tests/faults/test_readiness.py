@@ -40,10 +40,7 @@ def test_readyz_on_a_fresh_postgresql_database_is_503_until_it_is_migrated(postg
     fresh = make_url(database_url).database + "_readyz"  # a scratch database next to the test one
     with pg_connect(database_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{fresh}" WITH (FORCE)')
-        try:
-            conn.execute(f'CREATE DATABASE "{fresh}"')
-        except Exception as exc:  # noqa: BLE001 - a role without CREATEDB
-            pytest.skip(f"cannot create a scratch database: {exc}")
+        conn.execute(f'CREATE DATABASE "{fresh}"')  # the test role needs CREATEDB (CI's has it)
     try:
         app = make_app(make_url(database_url).set(database=fresh).render_as_string(hide_password=False))
         client = app.test_client()
