@@ -10,7 +10,6 @@ see it, and add nothing.
 import logging
 from contextlib import contextmanager
 
-from flask import current_app
 from sqlalchemy import func, inspect, select
 
 from .auth import passwords
@@ -30,18 +29,17 @@ def admin_exists():
 
 
 @contextmanager
-def _admin_lock(app):
+def _admin_lock():
     """A transaction holding the admin-creation lock, begun afresh: one process at a time gets
     here, and what it reads inside stays true until it commits."""
     db.session.rollback()  # the lock must come first in its transaction, before any read
     dialect = db.session.get_bind().dialect.name
     if dialect == "sqlite":
         # SQLite has no row locks, and a deferred transaction that has read cannot wait for the
-        # write lock (it fails at once with "database is locked"). iam's `begin` listener opens a
-        # write request's transaction (and work outside requests) with BEGIN IMMEDIATE, waiting
-        # up to the busy timeout: begin ours as a write request's, whoever calls.
-        with app.test_request_context(method="POST"):
-            db.session.connection()
+        # write lock (it fails at once with "database is locked"). Work outside a request (the
+        # bootstrap, the CLI) begins IMMEDIATE (iam's `begin` listener), waiting up to the busy
+        # timeout for the write lock: beginning the transaction takes the lock.
+        db.session.connection()
     elif dialect == "postgresql":
         db.session.execute(select(func.pg_advisory_xact_lock(ADMIN_LOCK_KEY)))
     try:
@@ -67,7 +65,7 @@ def _grant_admin(email, password_hash):
 def create_admin(email, password):
     """An enabled password account with a global `admin` role (or that role added to it)."""
     password_hash = passwords.hash_password(password)  # outside the lock: it takes a while
-    with _admin_lock(current_app):
+    with _admin_lock():
         return _grant_admin(email, password_hash)
 
 
@@ -89,20 +87,19 @@ def bootstrap_admin(app):
         return None
     with app.app_context():
         try:
-            # Every start but the first ends here, with two reads: no lock, no hashing. (On SQLite
-            # iam's `begin` listener begins work outside a request IMMEDIATE, taking the write
-            # lock; inside a GET's context it begins deferred, a plain read.)
-            with app.test_request_context(method="GET"):
-                if not inspect(db.engine).has_table("account_roles"):
-                    log.warning("bootstrap admin skipped: run `flask --app wsgi db upgrade` first")
-                    return None
-                found = admin_exists()
-                db.session.rollback()  # hold nothing while hashing
+            # Every start but the first ends here, with two reads and no hashing. (On SQLite the
+            # read's transaction holds the write lock for a moment: work outside a request begins
+            # IMMEDIATE.)
+            if not inspect(db.engine).has_table("account_roles"):
+                log.warning("bootstrap admin skipped: run `flask --app wsgi db upgrade` first")
+                return None
+            found = admin_exists()
+            db.session.rollback()  # hold nothing while hashing
             if found:
                 log.debug("bootstrap admin: an admin exists already")
                 return None
             password_hash = passwords.hash_password(password)  # outside the lock: it takes a while
-            with _admin_lock(app):
+            with _admin_lock():
                 if admin_exists():  # another process was first
                     db.session.rollback()
                     log.debug("bootstrap admin: another process created it")
