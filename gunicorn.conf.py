@@ -1,7 +1,7 @@
 """Production gunicorn settings: `gunicorn -c gunicorn.conf.py wsgi:app`.
 
 Every value can be overridden with an environment variable (IAM_BIND, IAM_WORKERS,
-IAM_THREADS, IAM_TIMEOUT, IAM_FORWARDED_ALLOW_IPS). Workers keep no state of their own:
+IAM_THREADS, IAM_TIMEOUT, IAM_FORWARDED_ALLOW_IPS, IAM_CONTROL_SOCKET). Workers keep no state of their own:
 scale out with more processes or hosts on one PostgreSQL, and share rate limits through
 Redis (IAM_RATELIMIT_STORAGE_URL=redis://...).
 """
@@ -24,6 +24,12 @@ max_requests = 10000
 max_requests_jitter = 1000
 # Only trust X-Forwarded-* from the proxy in front (rate limits key on the client address).
 forwarded_allow_ips = os.environ.get("IAM_FORWARDED_ALLOW_IPS", "127.0.0.1")
+# gunicorn's control socket (`gunicornc`) defaults to one path per user: a second server on the
+# host would take it over and delete it on exit. Off unless IAM_CONTROL_SOCKET names a path.
+control_socket = os.environ.get("IAM_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket
+if not control_socket:
+    del control_socket
 # The app writes its own JSON access log (iam.access); gunicorn's own goes to stderr.
 accesslog = None
 errorlog = "-"
