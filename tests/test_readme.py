@@ -33,3 +33,14 @@ def test_readme_login_example_prints_my_account(app, live_server, tmp_path):
     me = json.loads(run.stdout)
     assert me["data"]["type"] == "accounts"
     assert me["data"]["attributes"]["email"] == "admin@example.com"
+
+
+def test_readme_and_docs_link_only_files_in_the_repository():
+    """A user who clones the project has the repository only: every relative link resolves in it."""
+    root = README.parent
+    for page in [README, *sorted((root / "docs").rglob("*.md"))]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue  # a URL or an anchor
+            path = (page.parent / target.split("#")[0]).resolve()
+            assert path.is_relative_to(root) and path.exists(), f"{page.name} links {target}"
