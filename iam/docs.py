@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 import swagger_ui_bundle
 from flask import Response, current_app, url_for
 
+from .auth.email_change import ConfirmSchema
 from .auth.password_views import ChangeSchema, RequestResetSchema, ResetSchema
 from .auth.views import ApiLoginSchema, LoginSchema, RefreshSchema
 from .jsonapi.openapi import DOCS_STATIC_ENDPOINT, downgrade_to_30, field_schema, register_docs, schema_ref
@@ -135,14 +136,22 @@ OPERATIONS = {
         "summary": "Change the caller's password", "description": "The caller's other sessions end.",
         "body": _fields_body(ChangeSchema, secret=("current_password", "new_password")),
         "responses": {"204": "Password changed."}},
+    "POST /account/email/confirm": {
+        "public": True, "summary": "Confirm a self-service email change with the mailed token",
+        "description": "The pending address becomes the account's email; the token works once. 409 if the "
+                       "address has been taken meanwhile. Reset tokens mailed to the old address die.",
+        "body": _fields_body(ConfirmSchema, secret=("token",)),
+        "responses": {"204": "Email changed."}, "errors": ("409",)},
     "POST /invitations/accept": {
         "public": True, "summary": "Accept an invitation",
         "body": _fields_body(AcceptSchema, secret=("token", "password")), "responses": {"200": _SESSION}},
     "GET /accounts/me": {"resource": "accounts", "summary": "The caller's own account", "errors": ("404",)},
     "PATCH /accounts/me": {
         "resource": "accounts", "summary": "Self-service changes to the caller's own account",
-        "description": "Any other attribute, and any relationship, is a 403. Changing `email` needs "
-                       "`current_password`.",
+        "description": "Any other attribute, and any relationship, is a 403. A new `email` needs "
+                       "`current_password` and takes effect once confirmed from the new address "
+                       "(`POST /account/email/confirm`); the answer's `meta.email_change` says it is pending, "
+                       "and is the same whether or not the address already has an account.",
         "body": {"type": "object", "required": ["data"], "properties": {"data": {
             "type": "object", "required": ["type"], "properties": {
                 "type": _text(enum=["accounts", "iam/accounts"]),

@@ -55,8 +55,9 @@ CONFIG = {
     },
     "operations": [{
         # A reset or invitation token is a secret no generator can guess: an unknown one is the
-        # documented 400 invalid_token (tests/security/test_passwords.py, tests/api/test_invitations.py).
-        "include-path": ["/account/passwords/reset", "/invitations/accept"],
+        # documented 400 invalid_token (tests/security/test_passwords.py, tests/api/test_invitations.py,
+        # tests/security/test_email_change.py).
+        "include-path": ["/account/passwords/reset", "/invitations/accept", "/account/email/confirm"],
         "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTABLE, "400"]}},
     }],
 }
