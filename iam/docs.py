@@ -5,22 +5,17 @@ the title and the deliberate differences from JSON:API, and, for the endpoints t
 not resources (logins, passwords, /accounts/me, ...), their summaries, bodies, which are
 public and which are rate limited.
 
-iam/api.py calls register(api) once every other route is on the blueprint.
-
-The docs page is IAM's own (`DOCS_PAGE`), not the engine's: the engine's starts Swagger UI
-with an inline <script>, which the page's Content-Security-Policy (script-src 'self',
-iam/security_headers.py) would refuse. This one loads that script from /docs/init.js.
+iam/api.py calls register(api) once every other route is on the blueprint. The docs page
+gets its own Content-Security-Policy (iam/security_headers.py): it runs only this server's scripts.
 """
-import json
 from importlib.metadata import PackageNotFoundError, version
 
 import swagger_ui_bundle
-from flask import Response, current_app, url_for
 
 from .auth.email_change import ConfirmSchema
 from .auth.password_views import ChangeSchema, RequestResetSchema, ResetSchema
 from .auth.views import ApiLoginSchema, LoginSchema, RefreshSchema
-from .jsonapi.openapi import DOCS_STATIC_ENDPOINT, downgrade_to_30, field_schema, register_docs, schema_ref
+from .jsonapi.openapi import field_schema, register_docs, schema_ref
 from .resources.invitations import AcceptSchema
 from .resources.organizations import IncrementSchema
 from .security_headers import DOCS_POLICY
@@ -93,10 +88,6 @@ _SESSION = {"description": "The new session; the tokens are in `meta`.", "conten
             "refresh_expires_at": _text(format="date-time")}}}}]}}}}
 
 OPERATIONS = {
-    "docs_init": {
-        "public": True, "tags": ["documentation"], "summary": "The docs page's script, which starts Swagger UI",
-        "responses": {"200": {"description": "JavaScript.", "content": {"text/javascript": {"schema": _text()}}},
-                      "400": None, "406": None}},
     "POST /auth/login": {
         "public": True, "summary": "Log in with email and password",
         "description": "Every failure (unknown email, wrong password, disabled, expired or locked account) "
@@ -181,73 +172,6 @@ for _endpoint, (_setting, _deduct_when, *_methods) in ROUTE_LIMITS.items():
 
 INFO = {"title": "IAM API", "version": _version(), "description": DESCRIPTION}
 
-# The 3.0 rendition of the document sits in a data block (never run, so no CSP applies to it);
-# the only scripts are files of this server.
-DOCS_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>{title}</title>
-  <link rel="stylesheet" href="{static}/swagger-ui.css">
-  <link rel="icon" type="image/png" href="{static}/favicon-32x32.png">
-</head>
-<body>
-  <noscript>This page needs JavaScript; the document itself is at <a href="{spec_url}">openapi.json</a>.</noscript>
-  <div id="swagger-ui"></div>
-  <script id="openapi-document" type="application/json">{spec}</script>
-  <script src="{static}/swagger-ui-bundle.js"></script>
-  <!-- init.js starts SwaggerUIBundle on #swagger-ui with the document above (no inline script: the CSP) -->
-  <script src="{init_url}"></script>
-</body>
-</html>
-"""
-
-DOCS_INIT = """\
-window.ui = SwaggerUIBundle({
-  spec: JSON.parse(document.getElementById("openapi-document").textContent),
-  dom_id: "#swagger-ui",
-  deepLinking: true,
-  validatorUrl: null,
-  presets: [SwaggerUIBundle.presets.apis],
-  layout: "BaseLayout"
-});
-"""
-
-
-def _script_json(value):
-    """JSON that cannot end the <script> element it sits in."""
-    text = json.dumps(value, separators=(",", ":"))
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-def _docs_views(name):
-    key = f"iam_docs_page:{name}"
-
-    def docs():
-        """Swagger UI, rendering the document with assets served from this app."""
-        app = current_app._get_current_object()
-        page = app.extensions.get(key)
-        if page is None:
-            # The document /openapi.json serves (built once, by the engine).
-            document = json.loads(app.view_functions[f"{name}.openapi_json"]().get_data())
-            page = app.extensions[key] = DOCS_PAGE.format(
-                title=str(document["info"].get("title", "API")).replace("<", "&lt;"),
-                static=url_for(f"{name}.{DOCS_STATIC_ENDPOINT}", filename="").rstrip("/"),
-                spec_url=url_for(f"{name}.openapi_json"), init_url=url_for(f"{name}.docs_init"),
-                spec=_script_json(downgrade_to_30(document)))
-        return Response(page, mimetype="text/html", headers={"Content-Security-Policy": DOCS_POLICY})
-
-    def docs_init():
-        return Response(DOCS_INIT, mimetype="text/javascript")
-
-    return docs, docs_init
-
-
 def register(api):
-    register_docs(api, INFO, swagger_ui_bundle.swagger_ui_path, OPERATIONS)
-    bp = api.blueprint
-    docs, docs_init = _docs_views(bp.name)
-    bp.add_url_rule("/docs/init.js", "docs_init", docs_init, methods=["GET"])
-    # /docs is the engine's route (documented by it) with this module's page as its view.
-    bp.record(lambda state: state.app.view_functions.__setitem__(
-        f"{state.name_prefix}.{state.name}.docs".lstrip("."), docs))
+    register_docs(api, INFO, swagger_ui_bundle.swagger_ui_path, OPERATIONS,
+                  page_headers={"Content-Security-Policy": DOCS_POLICY})

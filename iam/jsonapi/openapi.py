@@ -854,18 +854,23 @@ _DOCS_PAGE = """<!DOCTYPE html>
   <div id="swagger-ui"></div>
   <script id="openapi-document" type="application/json">{spec}</script>
   <script src="{static}/swagger-ui-bundle.js"></script>
-  <script>
-    window.ui = SwaggerUIBundle({{
-      spec: JSON.parse(document.getElementById("openapi-document").textContent),
-      dom_id: "#swagger-ui",
-      deepLinking: true,
-      validatorUrl: null,
-      presets: [SwaggerUIBundle.presets.apis],
-      layout: "BaseLayout"
-    }});
-  </script>
+  <!-- init.js starts SwaggerUIBundle on #swagger-ui with the document above -->
+  <script src="{init_url}"></script>
 </body>
 </html>
+"""
+
+# A file, not an inline script, so a Content-Security-Policy of `script-src 'self'` lets the page run.
+# (The 3.0 rendition of the document sits in a JSON data block above, which is never run.)
+_DOCS_INIT = """\
+window.ui = SwaggerUIBundle({
+  spec: JSON.parse(document.getElementById("openapi-document").textContent),
+  dom_id: "#swagger-ui",
+  deepLinking: true,
+  validatorUrl: null,
+  presets: [SwaggerUIBundle.presets.apis],
+  layout: "BaseLayout"
+});
 """
 
 
@@ -875,11 +880,13 @@ def _script_json(value):
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def register_docs(api, info, swagger_ui_path, operations=None):
+def register_docs(api, info, swagger_ui_path, operations=None, page_headers=None):
     """Serve the document at /openapi.json and Swagger UI at /docs on the api's blueprint.
 
     `swagger_ui_path` is the folder of Swagger UI 4's dist files (swagger-ui-bundle's
-    `swagger_ui_path`), served at /docs/static so the page needs nothing from elsewhere.
+    `swagger_ui_path`), served at /docs/static so the page needs nothing from elsewhere. The
+    page has no inline script (it starts Swagger UI from /docs/init.js); `page_headers` go on
+    its answer (an application's Content-Security-Policy for it, say).
     """
     bp = api.blueprint
     key = f"openapi:{bp.name}"
@@ -892,6 +899,9 @@ def register_docs(api, info, swagger_ui_path, operations=None):
                  "responses": {"200": {"description": "An HTML page.",
                                        "content": {"text/html": {"schema": {"type": "string"}}}},
                                "400": None, "406": None}},
+        "docs_init": {"public": True, "tags": ["documentation"], "summary": "The docs page's script, which starts "
+                      "Swagger UI", "responses": {"200": {"description": "JavaScript.", "content": {
+                          "text/javascript": {"schema": {"type": "string"}}}}, "400": None, "406": None}},
     }
     operations = {**own, **(operations or {})}
 
@@ -916,15 +926,19 @@ def register_docs(api, info, swagger_ui_path, operations=None):
             entry["html"] = _DOCS_PAGE.format(
                 title=str(entry["document"]["info"].get("title", "API")).replace("<", "&lt;"),
                 static=url_for(f"{bp.name}.{DOCS_STATIC_ENDPOINT}", filename="").rstrip("/"),
-                spec_url=url_for(f"{bp.name}.openapi_json"),
+                spec_url=url_for(f"{bp.name}.openapi_json"), init_url=url_for(f"{bp.name}.docs_init"),
                 spec=_script_json(downgrade_to_30(entry["document"])))
-        return Response(entry["html"], mimetype="text/html")
+        return Response(entry["html"], mimetype="text/html", headers=page_headers)
+
+    def docs_init():
+        return Response(_DOCS_INIT, mimetype="text/javascript")
 
     def docs_static(filename):
         return send_from_directory(swagger_ui_path, filename)
 
     bp.add_url_rule("/openapi.json", "openapi_json", openapi_json, methods=["GET"])
     bp.add_url_rule("/docs", "docs", docs, methods=["GET"])
+    bp.add_url_rule("/docs/init.js", "docs_init", docs_init, methods=["GET"])
     bp.add_url_rule("/docs/static/<path:filename>", DOCS_STATIC_ENDPOINT, docs_static, methods=["GET"])
 
 
