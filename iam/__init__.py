@@ -26,9 +26,10 @@ def create_app(overrides=None):
     safe_session_teardown(app)  # ending a request's session never raises (a dead connection's rollback)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations"))
 
-    from . import cli, health, observability, security_headers, throttle
+    from . import cli, cors, health, observability, security_headers, throttle
     from .api import blueprint
     from .jsonapi.errors import register_error_handlers
+    from .jsonapi.media import bodyless_answers
 
     app.register_blueprint(blueprint)
     app.register_blueprint(health.blueprint)
@@ -36,6 +37,8 @@ def create_app(overrides=None):
     throttle.init_app(app)
     observability.init_app(app)
     security_headers.init_app(app)  # Cache-Control, nosniff, framing, CSP on every answer
+    app.after_request(bodyless_answers)  # a 204/304 has no Content-Type; OPTIONS answers 204
+    cors.init_app(app)  # IAM_CORS_ORIGINS: CORS headers on /api/v3/iam for those origins only
     cli.register(app)
 
     if not app.config.get("TESTING"):

@@ -6,6 +6,7 @@ tokens with a key that is published in this repository.
 """
 import math
 import os
+import re
 
 from .jsonapi.encoding import json_loads
 from .jsonapi.jsonsql import canonical_json
@@ -52,6 +53,54 @@ def _seconds_setting(env, overrides, name, default, allow_zero=False):
     if value < 0 or (value == 0 and not allow_zero) or value != value:
         raise ConfigError(f"{name} must be positive" + (" (or 0 for no limit)" if allow_zero else ""))
     return value
+
+
+_ORIGIN_HOST = re.compile(r"\[[0-9a-f:.]+\]|[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def cors_origins(raw):
+    """IAM_CORS_ORIGINS: exact browser origins (`scheme://host[:port]`), comma-separated, as a
+    browser serialises them in `Origin` (lowercase, no default port); none by default."""
+    from urllib.parse import urlsplit
+
+    if raw in (None, ""):
+        return ()
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    origins = []
+    for item in (str(i).strip() for i in items):
+        if not item:
+            continue
+        problem = None
+        try:
+            parts = urlsplit(item)
+            port = parts.port
+        except ValueError:
+            parts, port, problem = None, None, "a port that is not 1 to 65535, or a malformed IPv6 address"
+        if problem is None:
+            host = (parts.hostname or "").lower()
+            host = f"[{host}]" if ":" in host else host  # an IPv6 address keeps its brackets
+            if "*" in item:
+                problem = "wildcards are not allowed: list each origin"
+            elif not re.fullmatch(r"[a-z][a-z0-9+.-]*", parts.scheme or "") or not parts.netloc:
+                problem = "it is not scheme://host[:port]"
+            elif parts.path or parts.query or parts.fragment or item.endswith(("?", "#")):
+                problem = "an origin has no path (not even a trailing /), query or fragment"
+            elif "@" in parts.netloc:
+                problem = "an origin has no user name or password"
+            elif not _ORIGIN_HOST.fullmatch(host):
+                problem = "its host is not a host name or IP address"
+            elif port == 0:
+                problem = "its port is 0"
+        if problem:
+            raise ConfigError(f"IAM_CORS_ORIGINS: {item!r} is not an exact origin ({problem}); "
+                              "give scheme://host[:port] values separated by commas, "
+                              "e.g. https://app.example.com,http://localhost:3000")
+        scheme = parts.scheme.lower()
+        origin = f"{scheme}://{host}" + ("" if port in (None, _DEFAULT_PORTS.get(scheme)) else f":{port}")
+        if origin not in origins:
+            origins.append(origin)
+    return tuple(origins)
 
 
 def engine_options(url, env, overrides):
@@ -157,4 +206,6 @@ def load(instance_path, env=None, overrides=None):
         "IAM_METRICS_TOKEN": env.get("IAM_METRICS_TOKEN", ""),
     }
     config.update(overrides)
+    # Browser origins allowed to call the API (iam/cors.py); a bad value stops the start.
+    config["IAM_CORS_ORIGINS"] = cors_origins(overrides.get("IAM_CORS_ORIGINS", env.get("IAM_CORS_ORIGINS")))
     return config

@@ -4,6 +4,13 @@ Bodies may come as `application/vnd.api+json` (parameters `ext`/`profile` only) 
 older clients, `application/json`. The JSON is parsed strictly: no NaN/Infinity, and no
 string that a database cannot store (NUL characters, lone surrogates), so such input is a
 400 here instead of a driver error later.
+
+Extensions (JSON:API 1.1, Content Negotiation): the server supports those in
+SUPPORTED_EXTENSIONS (none), the one list the checks below and the OpenAPI document read.
+A `Content-Type` whose `ext` names any other URI is a 415; an `Accept` whose every JSON:API
+instance is unusable (a parameter other than ext/profile, or an `ext` naming an unsupported
+URI), and that lists no other type we answer with, is a 406. `profile` is allowed and ignored
+(a server must ignore profiles it does not know). Answers name no `ext`: none is applied.
 """
 import json
 import math
@@ -12,6 +19,8 @@ from flask import request
 
 JSONAPI_MEDIA_TYPE = "application/vnd.api+json"
 _ALLOWED_JSONAPI_PARAMS = {"ext", "profile"}
+# The JSON:API extensions (their URIs) this server applies: none yet.
+SUPPORTED_EXTENSIONS = frozenset()
 
 
 def _parse_media_range(item):
@@ -37,6 +46,16 @@ def _parse_media_range(item):
     return mime, params, q
 
 
+def _unsupported_extensions(params):
+    """The URIs of an `ext` parameter (a space-separated list) that the server does not support."""
+    return [uri for uri in params.get("ext", "").split() if uri not in SUPPORTED_EXTENSIONS]
+
+
+def _usable_jsonapi(params):
+    """A JSON:API media type instance we can answer or read: ext/profile only, known extensions."""
+    return set(params) <= _ALLOWED_JSONAPI_PARAMS and not _unsupported_extensions(params)
+
+
 def check_content_type():
     """415 unless the body's media type is one we read."""
     from .errors import JsonApiError  # errors imports this module
@@ -50,7 +69,13 @@ def check_content_type():
     if mime == "application/json":
         return
     if mime == JSONAPI_MEDIA_TYPE and set(params) <= _ALLOWED_JSONAPI_PARAMS:
-        return
+        unsupported = _unsupported_extensions(params)
+        if not unsupported:
+            return
+        raise JsonApiError(415, "unsupported_media_type", "Unsupported media type",
+                           f"Content-Type names the extension {unsupported[0]!r}, which this server does "
+                           f"not support (supported: {', '.join(sorted(SUPPORTED_EXTENSIONS)) or 'none'}).",
+                           header="Content-Type")
     raise JsonApiError(415, "unsupported_media_type", "Unsupported media type",
                        f"{raw!r} is not accepted: send {JSONAPI_MEDIA_TYPE} (parameters ext and "
                        "profile only) or application/json.", header="Content-Type")
@@ -63,7 +88,7 @@ def check_accept():
     raw = request.headers.get("Accept")
     if not raw or not raw.strip():
         return
-    saw_jsonapi = False
+    saw_jsonapi = saw_extension = False
     for item in raw.split(","):
         if not item.strip():
             continue
@@ -72,13 +97,38 @@ def check_accept():
             continue
         if mime == JSONAPI_MEDIA_TYPE:
             saw_jsonapi = True
-            if set(params) <= _ALLOWED_JSONAPI_PARAMS:
+            if _usable_jsonapi(params):
                 return
+            saw_extension = saw_extension or set(params) <= _ALLOWED_JSONAPI_PARAMS
         elif mime in ("application/json", "application/*", "*/*"):
             return
-    detail = (f"{JSONAPI_MEDIA_TYPE} is only listed with parameters other than ext/profile."
-              if saw_jsonapi else f"This server answers with {JSONAPI_MEDIA_TYPE}.")
+    if saw_extension:
+        detail = (f"{JSONAPI_MEDIA_TYPE} is only listed with extensions this server does not support "
+                  f"(supported: {', '.join(sorted(SUPPORTED_EXTENSIONS)) or 'none'}).")
+    elif saw_jsonapi:
+        detail = f"{JSONAPI_MEDIA_TYPE} is only listed with parameters other than ext/profile."
+    else:
+        detail = f"This server answers with {JSONAPI_MEDIA_TYPE}."
     raise JsonApiError(406, "not_acceptable", "Not acceptable", detail, header="Accept")
+
+
+def bodyless_answers(response):
+    """after_request for the whole app: an answer without a body has no media type.
+
+    A 204, a 304 or a 1xx carries no body, so no `Content-Type` (Flask gives every answer
+    `text/html` by default) and no `Content-Length` (RFC 9110 forbids it on a 204). An OPTIONS
+    request answered with an empty 200 (Flask's automatic answer, which CORS preflights get) is
+    a 204 like them, its `Allow` kept."""
+    status = response.status_code
+    if (status == 200 and request.method == "OPTIONS" and not response.is_streamed
+            and not response.get_data()):
+        response.status_code = status = 204
+    if status in (204, 304) or 100 <= status < 200:
+        if not response.is_streamed:
+            response.set_data(b"")
+        for name in ("Content-Type", "Content-Length"):
+            response.headers.pop(name, None)
+    return response
 
 
 def _reject_constant(name):

@@ -31,7 +31,7 @@ from flask import Response, current_app, send_from_directory, url_for
 from marshmallow import validate as ma_validate
 
 from . import filters as f
-from .media import JSONAPI_MEDIA_TYPE
+from .media import JSONAPI_MEDIA_TYPE, SUPPORTED_EXTENSIONS
 from .query import DEFAULT_PAGE_SIZE, MAX_INCLUDE_DEPTH, MAX_PAGE_NUMBER, MAX_PAGE_SIZE
 from .schema import Rel
 
@@ -50,14 +50,16 @@ ERRORS = {
     "404": ("NotFound", "No such resource, or one the caller may not see."),
     "405": ("MethodNotAllowed", "The method does not apply here (`Allow` lists those that do)."),
     "406": ("NotAcceptable", (f"`Accept` lists {JSONAPI_MEDIA_TYPE} only with parameters other than "
-                              "ext/profile.")),
+                              "ext/profile or with extensions not in `x-jsonapi-extensions`, and no "
+                              "application/json or wildcard.")),
     "409": ("Conflict", ("`data.type`/`data.id` do not fit the endpoint, a unique value is taken, or "
                          "other records still refer to this one.")),
     "412": ("PreconditionFailed", ("`If-Match` does not match the current ETag, or the resource changed "
                                    "meanwhile.")),
     "413": ("PayloadTooLarge", "The request body is too large."),
     "415": ("UnsupportedMediaType", (f"The body is neither {JSONAPI_MEDIA_TYPE} (parameters ext/profile "
-                                     "only) nor application/json.")),
+                                     "only, extensions only those of `x-jsonapi-extensions`) nor "
+                                     "application/json.")),
     "422": ("UnprocessableEntity", ("Validation failed: one error per field, `source.pointer` like "
                                     "`/data/attributes/NAME`.")),
     "429": ("TooManyRequests", "Rate limited: retry after `Retry-After` seconds."),
@@ -235,6 +237,8 @@ class _Builder:
             "info": dict(info),
             "servers": [{"url": self.prefix or "/"}],
             "security": [{"bearer": []}],
+            # The JSON:API extensions (URIs) the server supports in `ext`; profiles are ignored.
+            "x-jsonapi-extensions": sorted(SUPPORTED_EXTENSIONS),
             "tags": [],
             "paths": self.paths,
             "components": {"schemas": self.schemas, "parameters": self.parameters,

@@ -140,7 +140,8 @@ def test_acceptable_accept_is_fine(admin, accept):
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/vnd.api+json; charset=utf-8",
-                                          "application/x-www-form-urlencoded"])
+                                          "application/x-www-form-urlencoded",
+                                          "application/vnd.api+json; ext=\"https://example.com/e\""])
 def test_unsupported_body_media_type_is_415(admin, content_type):
     response = admin.post("/organizations", org_body(), headers={"Content-Type": content_type})
     check_error(error_of(response, 415), 415)
@@ -148,7 +149,7 @@ def test_unsupported_body_media_type_is_415(admin, content_type):
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "application/vnd.api+json",
-                                          "application/vnd.api+json; ext=\"https://example.com/e\""])
+                                          "application/vnd.api+json; profile=\"https://example.com/p\""])
 def test_accepted_body_media_types(admin, content_type):
     response = admin.post("/organizations", org_body(), headers={"Content-Type": content_type})
     body = assert_jsonapi(response, 201)
