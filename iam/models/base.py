@@ -11,7 +11,27 @@ def _same_as_created(context):
     return context.get_current_parameters().get("created_at") or utcnow()
 
 
-class Timestamped:
+# Ids are never reused after a delete (docs/API.md section 1): on SQLite that takes
+# INTEGER PRIMARY KEY AUTOINCREMENT (without it SQLite hands out max(id)+1 again); PostgreSQL
+# sequences never reuse. Every table with an integer `id` key carries it (migration 0009).
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
+
+def table_args(*items, **options):
+    """`__table_args__` for a model with an `id` key that has constraints or indexes of its own:
+    them, plus the never-reuse-ids option the mixins' default carries."""
+    return (*items, {**NEVER_REUSE_IDS, **options})
+
+
+class NeverReusedId:
+    """For a model with an integer `id` primary key: SQLite never hands an id out twice
+    (AUTOINCREMENT). A model that sets its own `__table_args__` builds them with
+    `table_args(...)` to keep this (tests/test_id_reuse.py checks every table)."""
+
+    __table_args__ = NEVER_REUSE_IDS
+
+
+class Timestamped(NeverReusedId):
     """`id`, `created_at`, `updated_at` and an optimistic-locking `version`.
 
     `version` backs the ETag: every UPDATE checks and bumps it, so two writers holding the

@@ -3,7 +3,7 @@ from sqlalchemy import Column, ForeignKey, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import mapped_column, relationship
 
 from ..extensions import db
-from .base import Timestamped
+from .base import Timestamped, table_args
 from .types import JSONType, UTCDateTime, utcnow
 
 group_members = Table(
@@ -17,7 +17,7 @@ group_members = Table(
 
 class Group(Timestamped, db.Model):
     __tablename__ = "groups"
-    __table_args__ = (UniqueConstraint("organization_id", "name", name="uq_groups_organization_id_name"),)
+    __table_args__ = table_args(UniqueConstraint("organization_id", "name", name="uq_groups_organization_id_name"))
 
     name = mapped_column(String(255), nullable=False)
     description = mapped_column(Text, nullable=True)

@@ -4,7 +4,7 @@ from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import relationship, mapped_column
 
 from ..extensions import db
-from .base import Timestamped
+from .base import Timestamped, table_args
 from .types import JSONType
 
 
@@ -47,7 +47,7 @@ class OrganizationalUnit(Timestamped, db.Model):
     """
 
     __tablename__ = "organizational_units"
-    __table_args__ = (
+    __table_args__ = table_args(
         UniqueConstraint("organization_id", "path", name="uq_organizational_units_org_path"),
         Index("ix_organizational_units_ancestry", "ancestry", postgresql_ops={"ancestry": "varchar_pattern_ops"}),
     )

@@ -4,7 +4,7 @@ from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import mapped_column, relationship
 
 from ..extensions import db
-from .base import Timestamped
+from .base import NeverReusedId, Timestamped
 from .types import JSONType, UTCDateTime, utcnow
 
 SESSION_STATUSES = ("active", "revoked", "expired")
@@ -47,7 +47,7 @@ class AccountSession(Timestamped, db.Model):
                     (cls.expires_at <= func.current_timestamp(), "expired"), else_="active")
 
 
-class RefreshToken(db.Model):
+class RefreshToken(NeverReusedId, db.Model):
     """A refresh token, stored as its SHA-256 digest; each works once (`used_at`)."""
 
     __tablename__ = "refresh_tokens"
