@@ -16,7 +16,7 @@ from .auth.email_change import ConfirmSchema
 from .auth.password_views import ChangeSchema, RequestResetSchema, ResetSchema
 from .auth.views import ApiLoginSchema, LoginSchema, RefreshSchema
 from .jsonapi.openapi import field_schema, register_docs, schema_ref
-from .resources.invitations import AcceptSchema
+from .resources.invitations import AcceptSchema, InvitationSchema
 from .resources.organizations import IncrementSchema
 from .security_headers import DOCS_POLICY
 from .throttle import ROUTE_LIMITS
@@ -87,7 +87,39 @@ _SESSION = {"description": "The new session; the tokens are in `meta`.", "conten
             "refresh_token": _text(description="Works once, at POST /auth/refresh (not for API-key logins)."),
             "refresh_expires_at": _text(format="date-time")}}}}]}}}}
 
+# The policy catalogue's resource objects (GET /organizational_units/policies[/{key}]).
+_POLICY = {"type": "object", "required": ["type", "id", "attributes", "links"], "properties": {
+    "type": _text(enum=["policies"]), "id": _text(description="The policy's key."),
+    "attributes": {"type": "object", "required": ["key", "value_type", "description"], "properties": {
+        "key": _text(), "value_type": _text(enum=["boolean", "integer", "array"]), "description": _text()}},
+    "links": {"type": "object", "required": ["self"], "properties": {"self": _text(format="uri")}}}}
+
+
+def _document(data, description, **properties):
+    return {"description": description, "content": {"application/vnd.api+json": {"schema": {
+        "type": "object", "required": ["data"], "properties": {"data": data, **properties}}}}}
+
+
 OPERATIONS = {
+    "GET /organizational_units/policies": {
+        "summary": "The catalogue of policy keys a unit's `policies` may hold",
+        "responses": {"200": _document({"type": "array", "items": _POLICY}, "Every policy of the catalogue.",
+                                       meta={"type": "object", "properties": {"count": {"type": "integer"}}})}},
+    "GET /organizational_units/policies/{key}": {
+        "summary": "One policy of the catalogue, by its key", "description": "An unknown key is a 404.",
+        "responses": {"200": _document(_POLICY, "The policy.")}},
+    "PATCH /invitations/{id}": {
+        "summary": "Change the roles of a pending invitation",
+        "description": "Only `roles` can change, with the same checks as on create; any other attribute is a "
+                       "422 (`read_only`). An invitation that is not pending (accepted, revoked or expired) is a "
+                       "409 (`not_pending`). The acceptance grants the roles the invitation holds then.",
+        "body": {"type": "object", "required": ["data"], "properties": {"data": {
+            "type": "object", "required": ["type", "id"], "additionalProperties": False, "properties": {
+                "type": _text(enum=["invitations"]), "id": _text(pattern="^[0-9]+$"),
+                "meta": {"description": "Not read."},
+                "attributes": {"type": "object", "additionalProperties": False, "properties": {
+                    "roles": field_schema(InvitationSchema._declared_fields["roles"])}}}}}},
+        "errors": ("409", "412")},
     "POST /auth/login": {
         "public": True, "summary": "Log in with email and password",
         "description": "Every failure (unknown email, wrong password, disabled, expired or locked account) "

@@ -8,7 +8,8 @@ A principal's roles that are valid now become grants:
   and below.
 - `auditor` with `{"organization": [ids]}`: read everything in those organizations,
   audit events included, change nothing.
-Everyone may read and self-manage their own account, person, sessions and API keys.
+Everyone may read and self-manage their own account, person, sessions and API keys (of their
+person, the SELF_SERVICE_PERSON attributes; more only where a role reaches it as anyone's).
 
 A scope reaches only inside the organization the role was granted in: an `ou` scope the units
 of the role's `scope_organization_id` (recorded when it was granted), a group's roles that
@@ -182,6 +183,11 @@ def writable_predicate(principal, model):
     return false()
 
 
+# What a person's own account may change of its own person (contract sections 4 and 6); any other
+# attribute or relationship is a 403. Deleting it, or more, needs a role that reaches the person.
+SELF_SERVICE_PERSON = frozenset({"first_name", "middle_name", "last_name", "picture_url", "gender", "birthday",
+                                 "secondary_email", "contact_number", "physical_address"})
+
 # Which grant lets a principal that is not a global admin write which type, and how.
 WRITERS = {
     "accounts": {"org_admin": {"create", "update", "delete"}, "ou_manager": {"update"}},
@@ -191,7 +197,7 @@ WRITERS = {
     "account_sessions": {"anyone": {"delete"}},
     "api_keys": {"anyone": {"create", "update", "delete"}},
     "organizations": {"org_admin": {"increment"}},
-    "invitations": {"org_admin": {"create", "delete", "resend"}},
+    "invitations": {"org_admin": {"create", "update", "delete", "resend"}},
     "groups": {"org_admin": {"create", "update", "delete"}},
 }
 
@@ -201,7 +207,11 @@ class IamPolicy(Policy):
         return false() if ctx.principal is None else visible_predicate(ctx.principal, resource.model)
 
     def writable(self, ctx, resource):
-        return writable_predicate(ctx.principal, resource.model)
+        predicate = writable_predicate(ctx.principal, resource.model)
+        own = getattr(ctx, "iam_self_service_person", None)
+        if resource.model is Person and own is not None:  # authorize let the owner update it
+            return or_(Person.id == own, predicate)
+        return predicate
 
     def assignable(self, ctx, resource):
         """An id in a body may point at rows of the caller's own reach for writing."""
@@ -216,7 +226,7 @@ class IamPolicy(Policy):
             return or_(*parts) if parts else false()
         if resource.model is Account:
             return or_(Account.id == ctx.principal.account_id, writable_predicate(ctx.principal, Account))
-        return writable_predicate(ctx.principal, resource.model)
+        return writable_predicate(ctx.principal, resource.model)  # one's own person only by a role's reach
 
     def authorize(self, ctx, resource, action, obj=None):
         principal = ctx.principal
@@ -232,6 +242,12 @@ class IamPolicy(Policy):
         writers = WRITERS.get(resource.type, {})
         held = {"anyone"} | ({"org_admin"} if grants.admin_orgs else set()) | (
             {"ou_manager"} if grants.managed_units else set())
+        if resource.type == "people" and action == "update" and obj is not None \
+                and _is_own_person(principal, obj) and not _role_reaches_person(ctx, grants, held, obj):
+            # Self-service: the owner's own person, its SELF_SERVICE_PERSON attributes only
+            # (check_write); whatever rights the account holds, they never stop this.
+            ctx.iam_self_service_person = obj.id
+            return
         if not any(action in writers.get(grant, ()) for grant in held):
             raise forbidden(f"Your roles do not allow you to {action} {resource.type}.")
         if resource.type == "account_roles" and obj is not None:
@@ -259,9 +275,25 @@ class IamPolicy(Policy):
             raise forbidden("This account holds rights beyond yours, so you may not change its "
                             f"{resource.type.replace('_', ' ')}.")
 
+    def check_self_service(self, ctx, resource, state):
+        """An update of one's own person that only authorize's self-service allows: its
+        SELF_SERVICE_PERSON attributes, or a 403 for each other one. True when it is such an update."""
+        if resource.type != "people" or state.creating \
+                or getattr(ctx, "iam_self_service_person", None) != state.obj.id:
+            return False
+        denied = [forbidden(f"You may not change {resource.attribute_field_names.get(attr, attr)} of your own "
+                            "person; only its names, picture_url, gender, birthday, secondary_email, "
+                            "contact_number and physical_address.", pointer=state.pointer(attr))
+                  for attr in state.values if attr not in SELF_SERVICE_PERSON]
+        if denied:
+            raise _many(denied)
+        return True
+
     def check_write(self, ctx, resource, state):
         grants = grants_of(ctx.principal)
         if grants.admin:
+            return
+        if self.check_self_service(ctx, resource, state):
             return
         errors = []
         if "organization_id" in state.values and state.changed("organization_id") and not state.creating \
@@ -306,6 +338,21 @@ def _role_errors(ctx, grants, state):
         errors.append(forbidden("You may only grant scopes inside the organizations you administer.",
                                 pointer=state.pointer("scopes")))
     return errors
+
+
+def _is_own_person(principal, person):
+    return person.account is not None and person.account.id == principal.account_id
+
+
+def _role_reaches_person(ctx, grants, held, person):
+    """Whether the caller's roles alone let it update this person (as for anyone else's)."""
+    if not any("update" in WRITERS["people"].get(grant, ()) for grant in held):
+        return False
+    predicate = writable_predicate(ctx.principal, Person)
+    if predicate is not None and ctx.session.scalar(
+            select(Person.id).where(Person.id == person.id, predicate)) is None:
+        return False
+    return _account_within_reach(ctx, grants, person.account)
 
 
 def _account_within_reach(ctx, grants, account):

@@ -25,6 +25,8 @@ from .account_roles import check_scope_rows, validate_scopes
 from .accounts import Email
 from .common import digest
 
+# What PATCH /invitations/:id may change (of a pending invitation).
+UPDATABLE = ("roles",)
 ROLE_NAME = validate.Regexp(r"^[A-Za-z0-9_.:-]+$", error="May contain only letters, digits and _ . : -")
 
 
@@ -104,12 +106,15 @@ class Invitations(Resource):
     type = "invitations"
     model = Invitation
     schema = InvitationSchema
-    actions = ("list", "show", "create", "delete")
+    actions = ("list", "show", "create", "update", "delete")
     attribute_types = {"status": ft.Enum(INVITATION_STATUSES)}
     sort_expressions = {"status": Invitation.status}
     audit_actions = {"delete": "revoke"}
 
     def validate(self, state):
+        if not state.creating:
+            self._validate_update(state)
+            return
         email = state.values["email"]
         if _account_exists(email):
             raise conflict(f"{email} already has an account.", code="not_unique", pointer=state.pointer("email"))
@@ -120,6 +125,19 @@ class Invitations(Resource):
             raise conflict(f"{email} already has a pending invitation here (id {pending}); resend it instead.",
                            code="not_unique", pointer=state.pointer("email"))
         state.values.setdefault("roles", [])
+        if state.changed("roles"):
+            check_role_rows(state, self.registry)
+
+    def _validate_update(self, state):
+        """PATCH changes the roles of a pending invitation, and nothing else of it."""
+        if state.obj.status != "pending":
+            raise conflict(f"The invitation is {state.obj.status}; only a pending one can be changed.",
+                           code="not_pending")
+        fixed = [state.error(attr, f"{self.attribute_field_names.get(attr, attr)} cannot be changed; revoke "
+                                   "the invitation and invite again.", code="read_only")
+                 for attr in state.values if attr not in UPDATABLE]
+        if fixed:
+            raise JsonApiErrors(fixed)
         if state.changed("roles"):
             check_role_rows(state, self.registry)
 
@@ -184,6 +202,7 @@ class Invitations(Resource):
             if not claimed:
                 db.session.rollback()
                 raise invalid
+            db.session.refresh(invitation)  # the roles as claimed: a PATCH may have committed meanwhile
             if _account_exists(invitation.email):
                 db.session.rollback()
                 raise conflict(f"{invitation.email} already has an account; log in instead.", code="not_unique")

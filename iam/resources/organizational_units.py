@@ -8,7 +8,7 @@ from flask import request
 from marshmallow import validate
 from sqlalchemy import func, select, update
 
-from ..jsonapi import Filter, JsonApiErrors, Resource, query
+from ..jsonapi import Filter, JsonApiError, JsonApiErrors, Resource, query
 from ..jsonapi.errors import conflict
 from ..jsonapi import filters as ft
 from ..jsonapi.schema import Int, JsonApiSchema, JsonObject, Rel, Str, Timestamp
@@ -110,15 +110,31 @@ class OrganizationalUnits(Resource):
         return obj
 
     def register_routes(self, api):
+        def policy_object(ctx, key):
+            value_type, description = CATALOGUE[key]
+            return {"type": "policies", "id": key,
+                    "attributes": {"key": key, "value_type": value_type, "description": description},
+                    "links": {"self": f"{ctx.base_url}/organizational_units/policies/{key}"}}
+
         def organizational_units_policies():
             """The catalogue of policy keys a unit's `policies` may hold."""
-            api.begin(self, "list")
+            ctx = api.begin(self, "list")
             query.refuse_parameters(request.args, "The catalogue")
-            data = [{"type": "policies", "id": key,
-                     "attributes": {"key": key, "value_type": value_type, "description": description}}
-                    for key, (value_type, description) in sorted(CATALOGUE.items())]
+            data = [policy_object(ctx, key) for key in sorted(CATALOGUE)]
             return api.respond({"data": data, "meta": {"count": len(data)}, "links": {"self": request.base_url},
                                 "jsonapi": {"version": "1.1"}})
 
+        def organizational_units_policy(key):
+            """One policy of the catalogue, by its key."""
+            ctx = api.begin(self, "show")
+            query.refuse_parameters(request.args, "The catalogue")
+            if key not in CATALOGUE:
+                raise JsonApiError(404, "not_found", "Not found", f"There is no policy {key!r} in the catalogue.")
+            document = {"data": policy_object(ctx, key), "links": {"self": request.base_url},
+                        "jsonapi": {"version": "1.1"}}
+            return api.respond(document)
+
         api.blueprint.add_url_rule("/organizational_units/policies", "organizational_units_policies",
                                    organizational_units_policies, methods=["GET"])
+        api.blueprint.add_url_rule("/organizational_units/policies/<key>", "organizational_units_policy",
+                                   organizational_units_policy, methods=["GET"])

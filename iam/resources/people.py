@@ -70,3 +70,11 @@ class People(Resource):
         if errors:
             raise JsonApiErrors(errors)
 
+    def prepare(self, state):
+        # The owner's self-service (iam/auth/policy.py): which attributes it may send at all is
+        # decided first (403), before any id among them is looked up.
+        check = getattr(self.registry.policy, "check_self_service", None)
+        if check is not None:
+            check(state.ctx, self, state)
+        super().prepare(state)
+

@@ -176,3 +176,107 @@ def test_failed_acceptances_are_rate_limited(app):
         assert error_of(response, 429)["code"] == "rate_limited" and response.headers["Retry-After"]
     finally:
         app.config["IAM_INVITATION_RATE_LIMIT"] = "10 per 10 minutes"
+
+
+# ------------------------------------------------------------------ PATCH /invitations/:id (roles)
+
+def change_roles(client, invitation_id, roles, headers=None, **attributes):
+    body = {"data": {"type": "invitations", "id": str(invitation_id),
+                     "attributes": {**({"roles": roles} if roles is not None else {}), **attributes}}}
+    return client.patch(f"/invitations/{invitation_id}", body, headers=headers)
+
+
+def invitation_events(app, invitation_id):
+    from iam.models import AuditEvent
+    with app.app_context():
+        rows = db.session.scalars(select(AuditEvent).where(
+            AuditEvent.resource_type == "invitations", AuditEvent.resource_id == str(invitation_id),
+            AuditEvent.action == "update")).all()
+        db.session.expunge_all()
+        return rows
+
+
+def test_patch_changes_the_roles_of_a_pending_invitation_and_acceptance_grants_them(app, admin, admin_account,
+                                                                                    org, inbox):
+    invitation_id = assert_jsonapi(invite(admin, org, roles=[{"name": "viewer"}]), 201)["data"]["id"]
+    token = token_in(inbox.wait())
+    etag = admin.get(f"/invitations/{invitation_id}").headers["ETag"]
+    roles = [{"name": "editor", "scopes": {"organization": [org.id]}}]
+    changed = change_roles(admin, invitation_id, roles, headers={"If-Match": etag})
+    assert assert_jsonapi(changed, 200)["data"]["attributes"]["roles"] == roles
+    assert changed.headers["ETag"] != etag
+    # The ETag it had is stale now.
+    assert error_of(change_roles(admin, invitation_id, [], headers={"If-Match": etag}), 412)
+    (event,) = invitation_events(app, invitation_id)
+    assert event.actor_account_id == admin_account.id and event.organization_id == org.id
+    assert event.changes == {"before": {"roles": [{"name": "viewer", "scopes": {}}]}, "after": {"roles": roles}}
+    assert len(inbox.messages) == 1  # changing the roles mails nothing; the token still works
+
+    session = assert_jsonapi(accept(app, token), 200)["meta"]["token"]
+    me = ApiClient(app.test_client(), session)
+    granted = assert_jsonapi(me.get("/accounts/me", {"included": "roles"}), 200)["included"]
+    assert [(r["attributes"]["name"], r["attributes"]["scopes"]) for r in granted] == [
+        ("editor", {"organization": [org.id]})]
+
+
+@pytest.mark.parametrize("how", ["accepted", "revoked", "expired"])
+def test_patch_refuses_an_invitation_that_is_not_pending(app, admin, org, inbox, how):
+    invitation_id = assert_jsonapi(invite(admin, org), 201)["data"]["id"]
+    token = token_in(inbox.wait())
+    if how == "accepted":
+        assert_jsonapi(accept(app, token), 200)
+    elif how == "revoked":
+        assert admin.delete(f"/invitations/{invitation_id}").status_code == 204
+    else:
+        with app.app_context():
+            db.session.get(Invitation, int(invitation_id)).expires_at = utcnow() - timedelta(seconds=1)
+            db.session.commit()
+    error = error_of(change_roles(admin, invitation_id, [{"name": "editor"}]), 409)
+    assert error["code"] == "not_pending"
+    assert assert_jsonapi(admin.get(f"/invitations/{invitation_id}"), 200)["data"]["attributes"]["roles"] == []
+
+
+@pytest.mark.parametrize("attributes", [{"email": "other@example.com"}, {"organization_id": "other"},
+                                        {"status": "accepted"}, {"expires_at": "2100-01-01T00:00:00Z"}])
+def test_patch_changes_nothing_but_roles(admin, factory, org, inbox, attributes):
+    invitation_id = assert_jsonapi(invite(admin, org), 201)["data"]["id"]
+    if attributes.get("organization_id") == "other":
+        attributes = {"organization_id": factory.organization(slug="elsewhere").id}
+    error = error_of(change_roles(admin, invitation_id, [{"name": "editor"}], **attributes), 422)
+    assert error["code"] == "read_only" and error["source"]["pointer"] == f"/data/attributes/{next(iter(attributes))}"
+    shown = assert_jsonapi(admin.get(f"/invitations/{invitation_id}"), 200)["data"]["attributes"]
+    assert shown["email"] == "new@example.com" and shown["organization_id"] == org.id and shown["roles"] == []
+
+
+def test_who_may_change_an_invitations_roles_and_to_what(app, factory, org, inbox):
+    other = factory.organization(slug="other")
+    other_unit = factory.unit(other, "elsewhere")
+    in_org = {"organization": [org.id]}
+    org_admin = ApiClient(app.test_client(), factory.token(factory.account(
+        organization_id=org.id, roles=[{"name": "org_admin", "scopes": in_org}])))
+    auditor = ApiClient(app.test_client(), factory.token(factory.account(
+        organization_id=org.id, roles=[{"name": "auditor", "scopes": in_org}])))
+    plain = ApiClient(app.test_client(), factory.token(factory.account(organization_id=org.id)))
+    invitation_id = assert_jsonapi(invite(org_admin, org, roles=[{"name": "viewer", "scopes": in_org}]), 201)[
+        "data"]["id"]
+    # Beyond its reach: admin, a global scope, another organization it does not administer (403) ...
+    for roles, pointer in [([{"name": "ok", "scopes": in_org}, {"name": "admin"}], "/data/attributes/roles/1"),
+                           ([{"name": "x", "scopes": {}}], "/data/attributes/roles/0"),
+                           ([{"name": "x", "scopes": {"project": [1]}}], "/data/attributes/roles/0")]:
+        error = error_of(change_roles(org_admin, invitation_id, roles), 403)
+        assert error["code"] == "forbidden" and error["source"]["pointer"] == pointer, roles
+    # ... rows of another organization (422), even for a global admin, who sees them.
+    admin = ApiClient(app.test_client(), factory.token(factory.account(roles=["admin"])))
+    for client in (org_admin, admin):
+        for scopes, pointer in [({"organization": [other.id]}, "/data/attributes/roles/0/scopes/organization"),
+                                ({"ou": [other_unit.id]}, "/data/attributes/roles/0/scopes/ou")]:
+            error = error_of(change_roles(client, invitation_id, [{"name": "x", "scopes": scopes}]), 422)
+            assert error["source"]["pointer"] == pointer, scopes
+    assert error_of(change_roles(auditor, invitation_id, []), 403)["code"] == "forbidden"
+    assert error_of(change_roles(plain, invitation_id, []), 404)["code"] == "not_found"
+    assert assert_jsonapi(admin.get(f"/invitations/{invitation_id}"), 200)["data"]["attributes"]["roles"] == [
+        {"name": "viewer", "scopes": in_org}]
+    assert invitation_events(app, invitation_id) == []
+    unit = factory.unit(org, "sales")
+    roles = [{"name": "auditor", "scopes": in_org}, {"name": "ou_manager", "scopes": {"ou": [unit.id]}}]
+    assert assert_jsonapi(change_roles(org_admin, invitation_id, roles), 200)["data"]["attributes"]["roles"] == roles

@@ -142,3 +142,27 @@ def test_unit_policies_must_come_from_the_catalogue(admin, factory):
                 {"allowed_email_domains": "example.com"}):
         error = error_of(unit(admin, org, bad), 422)
         assert error["source"]["pointer"] == "/data/attributes/policies", bad
+
+
+def test_each_policy_has_a_self_link_that_shows_it(user):
+    listed = assert_jsonapi(user.get("/organizational_units/policies"), 200)["data"]
+    assert listed and all(item["links"]["self"].endswith(f"/api/v3/iam/organizational_units/policies/{item['id']}")
+                          and item["links"]["self"].startswith("http") for item in listed)
+    for item in listed:
+        shown = assert_jsonapi(user.get(item["links"]["self"].split("/api/v3/iam", 1)[1]), 200)
+        assert shown["data"] == item
+        assert shown["links"]["self"] == item["links"]["self"]
+    shown = assert_jsonapi(user.get("/organizational_units/policies/mfa_required"), 200)["data"]
+    assert shown["type"] == "policies" and shown["attributes"]["key"] == "mfa_required"
+    assert shown["attributes"]["value_type"] == "boolean"
+
+
+@pytest.mark.parametrize("key", ["no_such_policy", "MFA_REQUIRED", "1"])
+def test_an_unknown_policy_key_is_a_404(user, key):
+    assert error_of(user.get(f"/organizational_units/policies/{key}"), 404)["code"] == "not_found"
+
+
+def test_a_policy_takes_no_query_parameters_and_needs_a_login(client, user):
+    error = error_of(user.get("/organizational_units/policies/mfa_required", {"x": "1"}), 400)
+    assert error["source"]["parameter"] == "x"
+    assert error_of(client.get("/organizational_units/policies/mfa_required"), 401)
