@@ -178,6 +178,38 @@ def field_schema(field):
     return schema
 
 
+def _link_spellings(resource):
+    """Each required attribute a create body may give otherwise -> (the JSON Schemas of its spellings
+    in `data`, one of which must be there; what they are, in words): a to-one relationship is its
+    foreign key spelled as linkage, and an attribute the resource implies (`implied_by`) may come
+    from the related row instead."""
+    def attribute(name, non_null=False):
+        member = {"required": [name]}
+        kind = field_schema(resource.schema_class._declared_fields[name]).get("type")
+        if non_null and isinstance(kind, list):  # the field's own type(s), null left out
+            member["properties"] = {name: {"type": next(k for k in kind if k != "null")}}
+        return {"required": ["attributes"], "properties": {"attributes": member}}
+
+    def relationship(name, non_null=False):
+        data = {"properties": {name: {"properties": {"data": {"type": "object"}}}}} if non_null else {}
+        return {"required": ["relationships"], "properties": {"relationships": {"required": [name], **data}}}
+
+    found = {}
+    for rel in resource.relationships.values():
+        if rel.settable:
+            fk = resource.attribute_field_names.get(rel.fk, rel.fk)
+            found[fk] = ([attribute(fk), relationship(rel.name)], [f"as `{fk}` or as the relationship `{rel.name}`"])
+    for attr, (rel_name, column) in resource.implied_by.items():
+        name = resource.attribute_field_names.get(attr, attr)
+        source = resource.relationships[rel_name]
+        source_fk = resource.attribute_field_names.get(source.fk, source.fk)
+        spellings, said = found.setdefault(name, ([attribute(name)], [f"as `{name}`"]))
+        spellings.extend([attribute(source_fk, non_null=True), relationship(rel_name, non_null=True)])
+        said.append(f"or left out when `{source_fk}` (or `{rel_name}`) is given: then it is that "
+                    f"{source.type} row's `{column}`")
+    return {name: (spellings, " ".join(said)) for name, (spellings, said) in found.items()}
+
+
 def _apply_validator(schema, validator):
     array = schema.get("type") == "array"
     if isinstance(validator, ma_validate.OneOf):
@@ -443,6 +475,8 @@ class _Builder:
         name = _camel(resource.type)
         properties, create_properties, required = {}, {}, []
         columns = resource.model.__table__.columns
+        links = _link_spellings(resource)  # required attribute -> the other ways a create may give it
+        link_rules = []
         for field_name, field in resource.schema_class._declared_fields.items():
             if field_name == "id" or isinstance(field, Rel):
                 continue
@@ -453,16 +487,26 @@ class _Builder:
                                       and column.nullable else schema)
             if not field.dump_only:
                 create_properties[field_name] = schema
-                if field.required:
+                if field.required and field_name in links:
+                    spellings, said = links[field_name]
+                    create_properties[field_name] = {**schema, "description": " ".join(
+                        filter(None, [schema.get("description"), f"Required on create, {said}."]))}
+                    link_rules.append({"anyOf": spellings})
+                elif field.required:
                     required.append(field_name)
         relationships, writable = {}, {}
         for rel in resource.relationships.values():
             kind = "ToManyRelationship" if rel.many else "ToOneRelationship"
             relationships[rel.name] = {"allOf": [_ref("schemas", kind)],
                                        "description": f"{rel.type} ({'to-many' if rel.many else 'to-one'})."}
-            if rel.writable and rel.fk is not None:
-                writable[rel.name] = {"allOf": [_ref("schemas", "ToOneLinkageRequest")],
-                                      "description": f"Sets {rel.fk} ({rel.type})."}
+            if rel.settable:
+                fk = resource.attribute_field_names.get(rel.fk, rel.fk)
+                linkage = ({"allOf": [_ref("schemas", "ToOneLinkageRequest")]} if resource.link_nullable(rel) else
+                           {"type": "object", "required": ["data"],
+                            "properties": {"data": _ref("schemas", "ResourceIdentifier")}})
+                writable[rel.name] = {**linkage, "description": (
+                    f"The link `{fk}` ({rel.type}) spelled as linkage: give either or both (then they "
+                    f"must agree){'' if resource.link_nullable(rel) else '; never null'}.")}
         types = [resource.type, *resource.aliases]
         self.schemas[f"{name}Attributes"] = {"type": "object", "properties": properties}
         self.schemas[f"{name}Resource"] = {
@@ -496,6 +540,7 @@ class _Builder:
             "type": "object", "required": ["data"],
             "properties": {"data": {
                 "type": "object", "required": ["type", "attributes"] if required else ["type"],
+                **({"allOf": link_rules} if link_rules else {}),
                 "additionalProperties": False, "properties": {
                     **data_common,
                     "attributes": {"type": "object", "properties": create_properties, "additionalProperties": False,

@@ -34,7 +34,8 @@ class Relationship:
     attribute: str           # the model's relationship attribute
     includable: bool
     filterable: bool
-    writable: bool
+    writable: bool           # through its relationship endpoint (to-one: PATCH; to-many: the resource's writer)
+    settable: bool = False   # in a create/update body: a to-one whose foreign key the body may write
 
 
 def _infer_type(column_type, field):
@@ -115,6 +116,9 @@ class Resource:
     attribute_types: dict = {}                # attribute -> FieldType, where inference is not enough
     sort_expressions: dict = {}               # extra sort keys -> SQL expression
     unique: dict = {}                         # attribute -> fn(value) -> predicate meaning "taken"
+    # attribute -> (to-one relationship, attribute of its target): on create, the attribute left out
+    # is the value the related row (one the caller can see) holds, e.g. a row's tenant from its parent's.
+    implied_by: dict = {}
     actions = ("list", "show", "create", "update", "delete")
 
     def __init__(self, registry):
@@ -150,6 +154,13 @@ class Resource:
             if ftype is not None and column is not None:
                 self.attributes[name] = (attr, ftype)
         self.fieldset_names = frozenset(fieldset)
+        # A to-one relationship and its foreign key attribute are two spellings of one value: the
+        # body may give the relationship wherever it may give the attribute (or the relationship
+        # is declared writable).
+        for rel in self.relationships.values():
+            fk_field = declared.get(self.attribute_field_names.get(rel.fk, rel.fk)) if rel.fk else None
+            rel.settable = rel.fk is not None and not rel.many and (
+                rel.writable or (fk_field is not None and not fk_field.dump_only))
         self.hybrids = frozenset(name for name, descriptor in self.mapper.all_orm_descriptors.items()
                                  if descriptor.extension_type is HybridExtensionType.HYBRID_PROPERTY)
 
@@ -356,39 +367,113 @@ class Resource:
                 errors.append(invalid_field(json_pointer("data", "attributes", name),
                                             f"{name} is not an attribute; send it as data.{where}.",
                                             code="unknown_field"))
-        for name in relationships:
+        linked = {}  # relationship name -> the id its linkage names (None for null)
+        for name, value in relationships.items():
             rel = self.relationships.get(name)
             if rel is None:
                 errors.append(invalid_field(json_pointer("data", "relationships", name),
                                             f"{self.type} has no relationship {name!r}.", code="unknown_field"))
-            elif not rel.writable or rel.fk is None:
+            elif not rel.settable:
                 errors.append(invalid_field(json_pointer("data", "relationships", name),
                                             f"{name} cannot be written here; use its relationship endpoint.",
                                             code="read_only"))
+            else:
+                try:
+                    linked[name] = self._linkage(rel, value["data"])
+                except JsonApiErrors as exc:
+                    errors.extend(exc.errors)
         if errors:
             raise JsonApiErrors(errors)
 
-        payload = {"data": {"type": self.type, "attributes": attributes,
-                            "relationships": {k: v for k, v in relationships.items()}}}
+        # A required attribute is satisfied by its relationship, or on create by a relationship
+        # that implies it (implied_by): marshmallow is told not to ask for it then.
+        satisfied = set()
+        if obj is None:
+            for name in linked:
+                satisfied.add(self._fk_field_name(self.relationships[name]))
+            for attr, (rel_name, _) in self.implied_by.items():
+                source = self.relationships[rel_name]
+                if linked.get(rel_name) is not None or attributes.get(self._fk_field_name(source)) is not None:
+                    satisfied.add(self.attribute_field_names.get(attr, attr))
+        payload = {"data": {"type": self.type, "attributes": attributes}}
         schema = self.schema_class(registry=self.registry)
         try:
-            loaded = schema.load(payload, partial=obj is not None)
+            loaded = schema.load(payload, partial=True if obj is not None else tuple(sorted(satisfied)))
         except ValidationError as exc:
             raise JsonApiErrors(self._load_errors(exc.messages, attributes)) from None
 
-        values, pointers = {}, {}
-        for name, value in loaded.items():
-            rel = self.relationships.get(name)
-            if rel is not None:
-                pointer = f"/data/relationships/{name}/data"
-                if rel.fk in loaded and loaded[rel.fk] != value:
-                    raise JsonApiErrors([invalid_field(pointer, f"{name} and {rel.fk} disagree.")])
-                values[rel.fk] = value
-                pointers[rel.fk] = pointer
-            else:
-                values[name] = value
+        values, pointers = dict(loaded), {}
+        for name, value in linked.items():
+            rel = self.relationships[name]
+            pointer = json_pointer("data", "relationships", name, "data")
+            if rel.fk in values and values[rel.fk] != value:
+                errors.append(invalid_field(pointer, f"{name} and {rel.fk} disagree."))
+            elif value is None and not self.link_nullable(rel):
+                errors.append(invalid_field(pointer, f"{name} is required: its data cannot be null."))
+            values[rel.fk] = value
+            pointers[rel.fk] = pointer
+        if errors:
+            raise JsonApiErrors(errors)
+        if obj is None:
+            self._imply(ctx, values, pointers)
         state = WriteState(self, ctx, values, pointers, obj)
         return state
+
+    def _fk_field_name(self, rel):
+        return self.attribute_field_names.get(rel.fk, rel.fk)
+
+    def link_nullable(self, rel):
+        """Whether a to-one link may be cleared: as its foreign key attribute (or column) allows."""
+        field = self.schema_class._declared_fields.get(self._fk_field_name(rel))
+        if field is not None:
+            return bool(field.allow_none)
+        column = self.mapper.columns.get(rel.fk)
+        return column is None or bool(column.nullable)
+
+    def _linkage(self, rel, data):
+        """The linkage of a to-one relationship in a body -> the id it names (None for null).
+
+        As at the relationship endpoint: not a resource identifier with a string type and a string
+        id is a 400, another type a 409; an id no row can have is a 422 not_found."""
+        pointer = json_pointer("data", "relationships", rel.name, "data")
+        if data is None:
+            return None
+        if not isinstance(data, dict):
+            raise bad_request(f"relationships.{rel.name}.data must be null or a resource identifier "
+                              f"{{\"type\", \"id\"}}.", pointer=pointer, code="invalid_document")
+        for member in ("type", "id"):
+            if not isinstance(data.get(member), str):
+                raise bad_request(f"relationships.{rel.name}.data.{member} is required and must be a string.",
+                                  pointer=f"{pointer}/{member}", code="invalid_document")
+        if self.registry.canonical_type(data["type"]) != rel.type:
+            raise conflict(f"{rel.name} takes {rel.type}, not {data['type']!r}.", code="type_mismatch",
+                           pointer=f"{pointer}/type")
+        id_ = data["id"]
+        if not (id_.isascii() and id_.isdigit()) or not 0 < int(id_) < 2 ** 31:
+            raise JsonApiErrors([invalid_field(pointer, f"There is no {rel.type} with id {id_!r}.",
+                                               code="not_found")])
+        return int(id_)
+
+    def _imply(self, ctx, values, pointers):
+        """Fill in what `implied_by` derives from a related row the caller can see; a row the caller
+        cannot see is left to check_references (a 422 naming the relationship's id)."""
+        for attr, (rel_name, column) in self.implied_by.items():
+            source = self.relationships[rel_name]
+            source_id = values.get(source.fk)
+            if attr in values or source_id is None:
+                continue
+            target = self.registry.resource(source.type)
+            stmt = target.base_select(ctx, select(getattr(target.model, column))).where(target.model.id == source_id)
+            row = ctx.session.execute(stmt).first()
+            if row is None:
+                continue
+            pointer = pointers.get(source.fk) or json_pointer("data", "attributes", self._fk_field_name(source))
+            if row[0] is None:
+                name = self.attribute_field_names.get(attr, attr)
+                raise JsonApiErrors([invalid_field(json_pointer("data", "attributes", name),
+                                                   f"{name} is required.", code="required")])
+            values[attr] = row[0]
+            pointers[attr] = pointer
 
     def _load_errors(self, messages, attributes=()):
         errors = []

@@ -101,8 +101,11 @@ class Rel(_Relationship):
         self.fk = fk
         self.includable = includable
         self.filterable = filterable
-        # To-one relationships backed by a writable foreign key can be set through the body
-        # and through their relationship endpoint; to-many ones only where a resource says so.
+        # `writable`: through the relationship endpoint. To-one relationships backed by a foreign
+        # key are writable there unless told; to-many ones only where a resource says so. In a
+        # create/update body a to-one relationship is its foreign key attribute spelled as linkage:
+        # the engine (Resource.load) accepts it wherever the attribute is writable, or the
+        # relationship is, and it satisfies the attribute's `required`.
         self.writable = (fk is not None) if writable is None else writable
         kwargs.setdefault("dump_only", not (self.writable and fk is not None))
         super().__init__(type_=type_, many=many, include_resource_linkage=False, attribute=attribute,

@@ -41,6 +41,8 @@ class People(Resource):
     aliases = ("iam/people",)
     model = Person
     schema = PersonSchema
+    # A person created in a unit (its id or relationship) without an organization is in the unit's.
+    implied_by = {"organization_id": ("organizational_unit", "organization_id")}
     extra_filters = (
         related_column_filter("email", _account, Account.email, ft.String(case_insensitive=True),
                               doc="The email of the person's account."),
