@@ -395,6 +395,9 @@ def _write_linkage(api, resource, rel, id):
     linkage = body["data"]
     pointer = "/data"
     if linkage is None:
+        if not resource.link_nullable(rel):
+            raise JsonApiError(422, "invalid_value", "Invalid attribute",
+                               f"{resource.type}.{rel.name} is required: it cannot be emptied.", pointer=pointer)
         value = None
     else:
         if not isinstance(linkage, dict) or not isinstance(linkage.get("type"), str) \

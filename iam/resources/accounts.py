@@ -105,6 +105,9 @@ class Accounts(Resource):
     schema = AccountSchema
     attribute_types = {"email": ft.String(case_insensitive=True)}
     unique = {"email": lambda value: func.lower(Account.email) == value.lower()}
+    # An account made for a person belongs to that person's organization unless told otherwise
+    # (derived before the ids in the body are checked, so the organization is checked too).
+    implied_by = {"organization_id": ("person", "organization_id")}
     extra_filters = (
         Filter("ou_accounts", ft.Integer(), build=_ou_accounts, operators=("eq", "in"),
                doc="Accounts whose person sits in this organizational unit or below it."),
@@ -123,10 +126,6 @@ class Accounts(Resource):
 
     def validate(self, state):
         errors = []
-        if state.creating and state.get("person_id") is not None and "organization_id" not in state.values:
-            # An account made for a person belongs to that person's organization by default.
-            state.values["organization_id"] = state.ctx.session.scalar(
-                select(Person.organization_id).where(Person.id == state.values["person_id"]))
         person_id = state.get("person_id")
         if person_id is not None and (state.changed("person_id") or state.changed("organization_id")):
             person_org = state.ctx.session.scalar(select(Person.organization_id).where(Person.id == person_id))

@@ -146,6 +146,19 @@ def test_a_null_relationship_for_a_required_link_is_422_on_update_too(admin, wor
     assert stored["attributes"]["organization_id"] == world["org"].id
 
 
+def test_a_required_link_cannot_be_emptied_at_its_relationship_endpoint(admin, world):
+    """`PATCH /people/:id/relationships/organization {"data": null}` reached the database's NOT NULL
+    and answered a 409; it is the same 422 as in a body, and nothing changes."""
+    person = world["person"]
+    response = admin.patch(f"/people/{person.id}/relationships/organization", {"data": None})
+    error = error_of(response, 422)
+    assert error["code"] == "invalid_value" and error["source"] == {"pointer": "/data"}
+    stored = assert_jsonapi(admin.get(f"/people/{person.id}"), 200)["data"]
+    assert stored["attributes"]["organization_id"] == world["org"].id
+    # A nullable one may be emptied there.
+    assert admin.patch(f"/people/{person.id}/relationships/organizational_unit", {"data": None}).status_code == 204
+
+
 def test_a_nullable_link_may_be_cleared_through_its_relationship(admin, world, factory):
     person = factory.person(world["org"], organizational_unit_id=world["unit"].id)
     patch = {"data": {"type": "people", "id": str(person.id),
