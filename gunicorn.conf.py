@@ -19,6 +19,9 @@ worker_class = "gthread"
 timeout = int(os.environ.get("IAM_TIMEOUT", 30))
 graceful_timeout = 30
 keepalive = 5
+# The longest request line gunicorn takes (its maximum): longer URIs than the app's MAX_URI_LENGTH
+# (iam/jsonapi/query.py) reach the app, which answers the documented JSON:API 414, not gunicorn's page.
+limit_request_line = 8190
 # Recycle workers now and then so a slow leak can never grow without bound.
 max_requests = 10000
 max_requests_jitter = 1000

@@ -32,7 +32,7 @@ from marshmallow import validate as ma_validate
 
 from . import filters as f
 from .media import JSONAPI_MEDIA_TYPE, SUPPORTED_EXTENSIONS
-from .query import DEFAULT_PAGE_SIZE, MAX_INCLUDE_DEPTH, MAX_PAGE_NUMBER, MAX_PAGE_SIZE
+from .query import DEFAULT_PAGE_SIZE, MAX_INCLUDE_DEPTH, MAX_PAGE_NUMBER, MAX_PAGE_SIZE, MAX_URI_LENGTH
 from .schema import Rel
 
 OPENAPI_VERSION = "3.1.0"
@@ -57,6 +57,8 @@ ERRORS = {
     "412": ("PreconditionFailed", ("`If-Match` does not match the current ETag, or the resource changed "
                                    "meanwhile.")),
     "413": ("PayloadTooLarge", "The request body is too large."),
+    "414": ("UriTooLong", (f"The path and query string together are longer than {MAX_URI_LENGTH} bytes "
+                           "(percent-encoded, as sent).")),
     "415": ("UnsupportedMediaType", (f"The body is neither {JSONAPI_MEDIA_TYPE} (parameters ext/profile "
                                      "only, extensions only those of `x-jsonapi-extensions`) nor "
                                      "application/json.")),
@@ -304,6 +306,8 @@ class _Builder:
                 override = self.operations.get(key)
                 if override is not None and method in override.get("methods", (method,)):
                     self._apply_override(operation, override)
+            # Any route of the blueprint answers 414 to a path and query string that are too long.
+            operation["responses"] = dict(sorted({**operation["responses"], **self._errors("414")}.items()))
         self.doc["tags"] = self._tags()
         return self.doc
 

@@ -17,6 +17,8 @@ DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 1000
 MAX_PAGE_NUMBER = 2 ** 31 - 1
 MAX_INCLUDE_DEPTH = 3
+# Bytes of path plus query string (percent-encoded, as sent) a request may have; longer is a 414.
+MAX_URI_LENGTH = 4096
 
 _FAMILY = re.compile(r"^(filter|fields|page)\[([^\[\]]+)\](\[\])?$")
 _PLAIN = re.compile(r"^(sort|count|included|include)(\[\])?$")

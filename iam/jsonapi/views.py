@@ -18,6 +18,7 @@ from werkzeug.urls import iri_to_uri
 from . import documents, query
 from .errors import JsonApiError, conflict
 from .media import JSONAPI_MEDIA_TYPE, check_accept, read_json_body
+from .query import MAX_URI_LENGTH
 from .resource import WriteState
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class Api:
         self.on_change = on_change or (lambda *args: None)
         self.resources = {}
         self._aliases = {}
+        blueprint.before_request(_check_uri_length)
         blueprint.after_request(_jsonapi_media_type)
 
     # ------------------------------------------------------------ registry
@@ -218,6 +220,16 @@ class Api:
                 callback()
             except Exception:  # noqa: BLE001 - the change is committed: its answer stands
                 log.exception("a step after a committed change failed; the change stands")
+
+
+def _check_uri_length():
+    """A request whose path and query string together exceed MAX_URI_LENGTH bytes is a 414, a JSON:API
+    error like any other (the HTTP server in front must let such request lines through: gunicorn.conf.py)."""
+    raw = request.environ
+    length = len(raw.get("SCRIPT_NAME", "")) + len(raw.get("PATH_INFO", "")) + len(raw.get("QUERY_STRING", ""))
+    if length > MAX_URI_LENGTH:
+        raise JsonApiError(414, "uri_too_long", "URI too long",
+                           f"The path and query string may be at most {MAX_URI_LENGTH} bytes long.")
 
 
 def _jsonapi_media_type(response):

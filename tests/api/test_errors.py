@@ -207,6 +207,16 @@ def test_body_over_one_mebibyte_is_413(admin):
     check_error(error_of(admin.post("/organizations", raw=raw), 413), 413)
 
 
+def test_uri_over_the_limit_is_414(admin, client):
+    from iam.jsonapi.query import MAX_URI_LENGTH
+    path = f"{API}/organizations"
+    fits = "x" * (MAX_URI_LENGTH - len(path) - len("filter%5Bname%5D="))  # the query string as sent
+    assert admin.get("/organizations", {"filter[name]": fits}).status_code == 200
+    check_error(error_of(admin.get("/organizations", {"filter[name]": fits + "x"}), 414), 414, "uri_too_long")
+    # on public endpoints too, before anything else is looked at
+    check_error(error_of(client.get(f"{API}/account/passwords/token_valid?token={'t' * MAX_URI_LENGTH}"), 414), 414)
+
+
 def test_one_422_error_per_invalid_field(admin):
     response = admin.post("/organizations", org_body(name="", slug="not a slug!"))
     body = assert_jsonapi(response, 422)
