@@ -70,7 +70,8 @@ def _fields_body(schema, secret=(), descriptions=None, **extra):
              **({"required": required} if required else {}), **extra}
     wrapped = {"type": "object", "required": ["data"], "properties": {"data": {
         "type": "object", "required": ["attributes"],
-        "properties": {"type": {"type": "string"}, "attributes": plain}}}}
+        # data.type is not checked (docs/API.md section 5): any value, or none.
+        "properties": {"type": {"description": "Not checked."}, "attributes": plain}}}}
     return {"anyOf": [plain, wrapped]}
 
 
