@@ -2,7 +2,7 @@
 import hashlib
 import re
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, or_, true
 
 from ..jsonapi import Filter
 from ..jsonapi import filters as ft
@@ -27,7 +27,7 @@ def search_filter(columns_or_builders, doc):
     def build(op, values, ctx):
         words = [w for w in re.split(r"\s+", values[0].strip()) if w]
         if not words:
-            return and_()
+            return true()  # blank search: no condition
         clauses = []
         for word in words:
             parts = []

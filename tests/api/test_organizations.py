@@ -185,3 +185,12 @@ def test_delete_with_people_and_accounts_keeps_the_accounts_linked(admin, factor
     attributes = assert_jsonapi(admin.get(f"/accounts/{account.id}"), 200)["data"]["attributes"]
     assert attributes["organization_id"] == org.id
     assert attributes["person_id"] == person.id
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_blank_search_is_no_condition(admin, factory):
+    """`filter[search]=   ` matches everything (it built an empty and_(), which SQLAlchemy deprecates)."""
+    factory.organization(name="Acme", slug="acme")
+    factory.organization(name="Globex", slug="globex")
+    body = assert_jsonapi(admin.get("/organizations", {"filter[search]": "   ", "count": "true"}), 200)
+    assert body["meta"]["count"] == 2
