@@ -19,11 +19,12 @@ from sqlalchemy import func, select, update
 
 from .. import audit, mail
 from ..extensions import db
-from ..jsonapi.errors import JsonApiError, conflict
+from ..jsonapi.errors import conflict
 from ..jsonapi.media import check_accept
 from ..jsonapi.schema import format_timestamp
 from ..models import Account, utcnow
 from ..resources.common import digest
+from .password_views import invalid_token
 from .views import parse_auth_body
 
 
@@ -69,11 +70,6 @@ def request_change(account, new_email, now):
     return change, send
 
 
-def _invalid_token():
-    return JsonApiError(400, "invalid_token", "Bad request",
-                        "The confirmation token is invalid, used or expired; ask for a new one.", pointer="/token")
-
-
 def confirm():
     """POST /account/email/confirm: the pending address becomes the account's email, once."""
     check_accept()
@@ -84,7 +80,7 @@ def confirm():
                                  ).one_or_none()
     if account is None or not account.is_active(now) or account.email_change_expires_at is None \
             or account.email_change_expires_at <= now:
-        raise _invalid_token()
+        raise invalid_token("confirmation")
     old_email, new_email = account.email, account.pending_email
     if _taken(new_email, account.id):
         raise conflict("This address has an account already.", code="not_unique")
@@ -100,7 +96,7 @@ def confirm():
     ).rowcount
     if not claimed:
         db.session.rollback()
-        raise _invalid_token()
+        raise invalid_token("confirmation")
     audit.record("email_changed", actor_id=account.id, resource_type="accounts", resource_id=account.id,
                  organization_id=account.organization_id,
                  changes={"before": {"email": old_email}, "after": {"email": new_email}})

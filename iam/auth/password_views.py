@@ -84,9 +84,10 @@ def _issue_reset(app, email, ip):
         mail.send(to, "Reset your password", body)
 
 
-def _invalid_token():
+def invalid_token(kind="reset"):
+    """The one answer to an unknown, used or expired mailed token (reset, email confirmation)."""
     return JsonApiError(400, "invalid_token", "Bad request",
-                        "The reset token is invalid, used or expired; ask for a new one.", pointer="/token")
+                        f"The {kind} token is invalid, used or expired; ask for a new one.", pointer="/token")
 
 
 def reset():
@@ -98,7 +99,7 @@ def reset():
     account = db.session.scalars(select(Account).where(Account.password_reset_token_digest == token_digest)
                                  ).one_or_none()
     if account is None or not account.is_active(now):
-        raise _invalid_token()
+        raise invalid_token()
     new_hash = passwords.hash_password(args["password"])
     claimed = db.session.execute(
         update(Account)
@@ -110,7 +111,7 @@ def reset():
     ).rowcount
     if not claimed:
         db.session.rollback()
-        raise _invalid_token()
+        raise invalid_token()
     sessions.end_all(account.id, now)
     audit.record("password_reset", actor_id=account.id, resource_type="accounts", resource_id=account.id,
                  organization_id=account.organization_id)
