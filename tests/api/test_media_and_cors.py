@@ -8,9 +8,7 @@
 """
 import pytest
 
-from iam import create_app
 from iam.config import ConfigError
-from iam.extensions import db
 from iam.jsonapi.media import SUPPORTED_EXTENSIONS
 from tests.helpers import API, JSONAPI, PASSWORD, ApiClient, assert_jsonapi, error_of
 
@@ -25,26 +23,6 @@ def org_body(slug="acme"):
 
 def cors_headers(response):
     return {name: value for name, value in response.headers.items() if name.lower().startswith("access-control-")}
-
-
-@pytest.fixture
-def make_app(app, database_url, tmp_path):
-    """create_app(...) on the database under test with config overrides (the session `app`
-    migrated it and its rows are deleted after the test); disposed after."""
-    made = []
-
-    def make(**overrides):
-        new = create_app({"TESTING": True, "IAM_ENV": "test", "IAM_DATABASE_URL": database_url,
-                          "PROPAGATE_UNEXPECTED_ERRORS": False, **overrides})
-        new.instance_path = str(tmp_path)
-        made.append(new)
-        return new
-
-    yield make
-    for made_app in made:
-        with made_app.app_context():
-            db.session.remove()
-            db.engine.dispose()
 
 
 # ---------------------------------------------------------------- extensions

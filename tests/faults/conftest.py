@@ -8,28 +8,7 @@ Everything stays on 127.0.0.1; nothing here stops or restarts a database server.
 import pytest
 from sqlalchemy.engine import make_url
 
-from iam import create_app
-from iam.extensions import db
 from tests.faults.proxy import TcpProxy
-
-
-@pytest.fixture
-def make_app(app, database_url, tmp_path):
-    """create_app(...) on the database under test (or `url`), with config overrides; disposed after."""
-    made = []
-
-    def make(url=None, **overrides):
-        new = create_app({"TESTING": True, "IAM_ENV": "test", "IAM_DATABASE_URL": url or database_url,
-                          "PROPAGATE_UNEXPECTED_ERRORS": False, **overrides})
-        new.instance_path = str(tmp_path)
-        made.append(new)
-        return new
-
-    yield make
-    for made_app in made:
-        with made_app.app_context():
-            db.session.remove()
-            db.engine.dispose()
 
 
 @pytest.fixture
