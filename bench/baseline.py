@@ -280,7 +280,7 @@ INCLUDABLE = ("roles", "person", "organization")
 ACCOUNT_FIELDS = frozenset(name for name, _, _ in ACCOUNT_COLUMNS) | frozenset(ACCOUNT_RELATIONSHIPS)
 
 ROLE_SQL = """SELECT r.id, r.account_id, r.name, r.scopes, r.info, r.not_before, r.expires_at, r.created_at,
-  r.updated_at FROM account_roles r WHERE r.account_id = ANY(%s) ORDER BY r.id"""
+  r.updated_at, r.scope_organization_id FROM account_roles r WHERE r.account_id = ANY(%s) ORDER BY r.id"""
 PERSON_SQL = """SELECT p.id, p.organization_id, p.first_name, p.middle_name, p.last_name, p.picture_url, p.gender,
   p.birthday, p.secondary_email, p.contact_number, p.physical_address, p.facets, p.organizational_unit_id,
   p.created_at, p.updated_at FROM people p WHERE p.id = ANY(%s)"""
@@ -340,12 +340,12 @@ class Renderer:
         return item
 
     def role(self, row):
-        id_, account_id, name, scopes, info, not_before, expires_at, created_at, updated_at = row
+        id_, account_id, name, scopes, info, not_before, expires_at, created_at, updated_at, scope_org = row
         sid = str(id_)
         return {"type": "account_roles", "id": sid, "attributes": {
             "name": name, "account_id": account_id, "scopes": orjson.Fragment(scopes), "info": orjson.Fragment(info),
             "not_before": ts(not_before), "expires_at": ts(expires_at), "created_at": ts(created_at),
-            "updated_at": ts(updated_at)},
+            "updated_at": ts(updated_at), "scope_organization_id": scope_org},
             "relationships": {"account": {"links": _links(self.base, "account_roles", sid, "account"),
                                           "data": {"type": "accounts", "id": str(account_id)}}},
             "links": {"self": f"{self.base}/account_roles/{sid}"}}

@@ -31,6 +31,7 @@ import re
 import secrets
 import shutil
 import signal
+import statistics
 import socket
 import subprocess
 import sys
@@ -41,7 +42,7 @@ from collections import Counter
 
 from . import ADMIN_EMAIL, ADMIN_PASSWORD, API_PREFIX, ROOT, USER_PASSWORD, database_url_from, libpq_url
 
-GOAL = 3.0  # "within 3x of the baseline"
+GOAL = 1.5  # issue 12: "every shape's p50 within 1.5x of the baseline"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -686,6 +687,30 @@ def print_table(rows):
               f"{_fmt(row.get('rps_ratio'), '.2f'):>6} {cpu:>11} {row.get('verdict', '-'):>5}")
 
 
+MEDIAN_KEYS = ("rps", "p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms", "server_cpu_ms_per_request",
+               "server_cpu_cores", "client_cpu_cores", "bytes_per_request")
+
+
+def median_figures(runs):
+    """One server's figures for a shape from its rounds: the median of each figure, the sums of
+    requests and errors (an error in any round counts), and every round as it was."""
+    if len(runs) == 1:
+        return runs[0]
+    merged = {key: _r(statistics.median(run[key] for run in runs)) for key in MEDIAN_KEYS
+              if all(run.get(key) is not None for run in runs)}
+    statuses = Counter()
+    for run in runs:
+        statuses.update({int(k): v for k, v in run["statuses"].items()})
+    merged.update({"requests": sum(run["requests"] for run in runs),
+                   "non_2xx": sum(run["non_2xx"] for run in runs),
+                   "socket_errors": sum(run["socket_errors"] for run in runs),
+                   "reconnects": sum(run["reconnects"] for run in runs),
+                   "statuses": {str(k): v for k, v in sorted(statuses.items())},
+                   "worker_cpu_seconds": runs[len(runs) // 2]["worker_cpu_seconds"],
+                   "rounds": runs})
+    return merged
+
+
 def judge(row):
     ours, base = row.get("ours"), row.get("baseline")
     if not ours or not base or not ours.get("p50_ms") or not base.get("p50_ms"):
@@ -693,7 +718,7 @@ def judge(row):
     row["p50_ratio"] = round(ours["p50_ms"] / base["p50_ms"], 2)
     row["rps_ratio"] = round(base["rps"] / ours["rps"], 2) if ours["rps"] else None
     clean = ours["non_2xx"] == 0 and ours["socket_errors"] == 0 and base["non_2xx"] == 0 and base["socket_errors"] == 0
-    within = row["p50_ratio"] <= GOAL and row["rps_ratio"] is not None and row["rps_ratio"] <= GOAL
+    within = row["p50_ratio"] <= GOAL
     row["verdict"] = "PASS" if within and clean and not row.get("mismatch") else "FAIL"
     return row
 
@@ -704,6 +729,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", help="the seeded benchmark database (default: $IAM_DATABASE_URL)")
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per shape and server (10)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds per shape, the servers interleaved; the figures are their medians (3)")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each measurement (2)")
     parser.add_argument("--connections", type=int, default=8, help="concurrent keep-alive connections (8)")
     parser.add_argument("--shapes", help="comma-separated shape names (default: all); see --list-shapes")
@@ -775,6 +802,7 @@ def main(argv=None):
     servers = []
     info = {"machine": machine(), "postgresql": facts["postgresql"], "accounts": facts["accounts"],
             "connections": args.connections, "duration": args.duration, "warmup": args.warmup,
+            "rounds": 1 if args.soak else args.rounds,
             "workers": expected_workers(args), "threads": args.threads or int(os.environ.get("IAM_THREADS", 4)),
             "access_log": not args.no_access_log, "gunicorn_args": args.gunicorn_arg,
             "migration": facts["revision"]}
@@ -833,19 +861,26 @@ def compare(args, ours, baseline, shapes, info):
         if args.verify_only:
             rows.append(row)
             continue
-        for server in (ours, baseline):
-            tokens = ([None] * args.connections if shape.method == "POST"
-                      else session_tokens(server, args.connections, args.shared_session))
-            requests = shape_requests(shape, server, tokens)
-            figures = run_load(server, requests, args.duration, args.warmup)
-            row[server.name] = figures
-            bad = figures["non_2xx"] + figures["socket_errors"]
-            print(f"  {shape.name:<13} {server.name:<8} {figures['rps']:>8.1f} req/s  "
-                  f"p50 {_fmt(figures['p50_ms'], '.2f')} ms  p99 {_fmt(figures['p99_ms'], '.2f')} ms  "
-                  f"cpu {figures['server_cpu_ms_per_request']:.2f} ms/req"
-                  f"  client {figures['client_cpu_cores']:.2f} cores  worker cpu s "
-                  + "/".join(f"{c:.1f}" for c in figures["worker_cpu_seconds"])
-                  + (f"  ERRORS {bad} {figures['statuses']}" if bad else ""), flush=True)
+        runs = {ours.name: [], baseline.name: []}
+        for number in range(1, args.rounds + 1):
+            # Interleaved: ours, the baseline, ours, ... so that a slow minute of the machine
+            # weighs on both servers alike; each server's figures are the medians of its rounds.
+            for server in (ours, baseline):
+                tokens = ([None] * args.connections if shape.method == "POST"
+                          else session_tokens(server, args.connections, args.shared_session))
+                requests = shape_requests(shape, server, tokens)
+                figures = run_load(server, requests, args.duration, args.warmup)
+                runs[server.name].append(figures)
+                bad = figures["non_2xx"] + figures["socket_errors"]
+                label = f"{server.name} {number}/{args.rounds}" if args.rounds > 1 else server.name
+                print(f"  {shape.name:<13} {label:<12} {figures['rps']:>8.1f} req/s  "
+                      f"p50 {_fmt(figures['p50_ms'], '.2f')} ms  p99 {_fmt(figures['p99_ms'], '.2f')} ms  "
+                      f"cpu {figures['server_cpu_ms_per_request']:.2f} ms/req"
+                      f"  client {figures['client_cpu_cores']:.2f} cores  worker cpu s "
+                      + "/".join(f"{c:.1f}" for c in figures["worker_cpu_seconds"])
+                      + (f"  ERRORS {bad} {figures['statuses']}" if bad else ""), flush=True)
+        for name, figures in runs.items():
+            row[name] = median_figures(figures)
         rows.append(judge(row))
     if args.verify_only:
         print(f"shapes whose documents differ: {mismatches}")
@@ -855,7 +890,7 @@ def compare(args, ours, baseline, shapes, info):
     errors = sum(r[s]["non_2xx"] + r[s]["socket_errors"] for r in rows for s in ("ours", "baseline"))
     print(f"\nerrors (non-2xx answers and socket errors): {errors}; shapes whose documents differ: {mismatches}")
     print("p50 x = our p50 / baseline p50; r/s x = baseline req/s / our req/s; cpu/req = gunicorn CPU ms per "
-          "request, ours/baseline (PostgreSQL's not counted); goal: both ratios <= 3, no errors, same documents")
+          "request, ours/baseline (PostgreSQL's not counted); goal: p50 x <= 1.5, no errors, same documents")
     return {"info": info, "shapes": rows, "errors": errors, "mismatched_shapes": mismatches,
             "exit": 1 if errors or mismatches else 0}
 

@@ -26,7 +26,7 @@ def create_app(overrides=None):
     safe_session_teardown(app)  # ending a request's session never raises (a dead connection's rollback)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations"))
 
-    from . import cli, cors, health, observability, security_headers, throttle
+    from . import cli, cors, health, observability, reconnect, security_headers, throttle
     from .api import blueprint
     from .jsonapi.errors import register_error_handlers
     from .jsonapi.media import bodyless_answers
@@ -34,6 +34,7 @@ def create_app(overrides=None):
     app.register_blueprint(blueprint)
     app.register_blueprint(health.blueprint)
     register_error_handlers(app)
+    reconnect.init_app(app)  # a connection found dead by a request's first statement: the request runs again
     throttle.init_app(app)
     observability.init_app(app)
     security_headers.init_app(app)  # Cache-Control, nosniff, framing, CSP on every answer

@@ -116,8 +116,9 @@ def engine_options(url, env, overrides):
     lock = _seconds_setting(env, overrides, "IAM_DB_LOCK_TIMEOUT", 5.0)
     connect = _seconds_setting(env, overrides, "IAM_DB_CONNECT_TIMEOUT", 5.0)
     pool = _seconds_setting(env, overrides, "IAM_DB_POOL_TIMEOUT", 5.0)
-    options = {"json_serializer": canonical_json, "json_deserializer": json_loads, "pool_pre_ping": True,
-               "hide_parameters": True}
+    # No pool_pre_ping: a round trip on every checkout, for nothing almost always. A connection
+    # found dead by a request's first statement makes the request run again (iam/reconnect.py).
+    options = {"json_serializer": canonical_json, "json_deserializer": json_loads, "hide_parameters": True}
     parsed = make_url(url)
     pool_seconds = max(1, math.ceil(pool))  # Flask-SQLAlchemy's engine_from_config makes it an int
     if parsed.get_backend_name() == "postgresql":

@@ -18,7 +18,7 @@ import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from flask import current_app
+from flask import current_app, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from limits.storage import MemoryStorage
@@ -178,8 +178,38 @@ def init_app(app):
         limit = limiter.limit(lambda setting=setting: current_app.config[setting], deduct_when=deduct_when,
                               methods=methods[0] if methods else None)
         app.view_functions[endpoint] = limit(view)
+    _only_where_limited(app, limiter)
     app.extensions["iam_limiter"] = limiter
     return limiter
+
+
+def _only_where_limited(app, limiter):
+    """Flask-Limiter's hooks run on the requests of limited endpoints only.
+
+    It registers three hooks for every request: a check of the app-wide limits before the view
+    (we have none: each limit is on its view, and the view's wrapper checks it), the deduction
+    of conditional limits and the rate-limit headers after it, and a reset of its per-request
+    state at the end. The first is dropped; the others run for the endpoints (and methods) of
+    ROUTE_LIMITS, and every other request pays nothing for rate limiting."""
+    limited = {endpoint: frozenset(methods[0]) if methods else None
+               for endpoint, (_, _, *methods) in ROUTE_LIMITS.items()}
+
+    def applies():
+        methods = limited.get(request.endpoint, False)
+        return methods is None or (methods is not False and request.method in methods)
+
+    def ours(func):
+        return getattr(func, "__self__", None) is limiter or getattr(func, "args", (None,))[:1] == (limiter,)
+
+    def guarded(func):
+        def hook(*args):
+            return func(*args) if applies() else (args[0] if args else None)
+        return hook
+
+    before = app.before_request_funcs.setdefault(None, [])
+    before[:] = [func for func in before if not ours(func)]
+    for hooks in (app.after_request_funcs.setdefault(None, []), app.teardown_request_funcs.setdefault(None, [])):
+        hooks[:] = [guarded(func) if ours(func) else func for func in hooks]
 
 
 def claim_login_attempt(account_id, now):

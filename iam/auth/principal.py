@@ -4,9 +4,9 @@ Every request re-reads the session, the account and (for API-key sessions) the k
 ending a session, disabling, expiring or deleting an account, or revoking a key takes
 effect on the very next request, however long the access token has left.
 
-This runs on every request, so it reads plain rows, not ORM objects (which cost twice the
-time): the session, its account, its API key and the account's roles in one statement, the
-roles of the account's groups in a second. The principal's `account`, `session` and roles
+This runs on every request, so it costs one round trip and reads plain rows, not ORM objects
+(which cost twice the time): the session, its account, its API key, the account's roles and
+its groups' roles in one statement. The principal's `account`, `session` and roles
 are `Loaded` rows (their columns as attributes), for reading: a view that changes the
 caller's account or session loads it through the ORM by id.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from flask import current_app, g, request
-from sqlalchemy import bindparam, select
+from sqlalchemy import Integer, bindparam, cast, literal_column, null, select, true, union_all
 
 from ..extensions import db
 from ..jsonapi.errors import unauthenticated
@@ -69,35 +69,69 @@ def idle_timeout():
     return timedelta(seconds=current_app.config["IAM_SESSION_IDLE_TIMEOUT"])
 
 
-# The parts of the principal's row, in select order: every column of the session and the
-# account (what the ORM would load; the account renders /accounts/me), the API key's
-# validity, and every column of one role (a row per role, none when it has no roles).
-_API_KEYS = ApiKey.__table__
-_PARTS = (list(AccountSession.__table__.columns), list(Account.__table__.columns),
-          [_API_KEYS.c.id, _API_KEYS.c.revoked_at, _API_KEYS.c.expires_at], list(AccountRole.__table__.columns))
+# The principal in one statement (one round trip on every request): the session, its
+# account and its API key's validity, joined to every grant of the account, a row per grant:
+# each direct role (every column of the account_roles row) and each group it belongs to
+# (the group's id, organization and roles), as a UNION ALL of the two kinds with the other
+# kind's columns null. An account with no grant gives one row whose grant is all nulls.
+_SESSIONS, _ACCOUNTS, _API_KEYS, _ROLES, _GROUPS = (AccountSession.__table__, Account.__table__, ApiKey.__table__,
+                                                   AccountRole.__table__, Group.__table__)
+_ROLE_COLUMNS = list(_ROLES.columns)
+_GROUP_COLUMNS = [_GROUPS.c.id, _GROUPS.c.organization_id, _GROUPS.c.roles]
+_DIRECT, _GROUP = 1, 2
+
+
+def _nulls(columns, prefix):
+    return [cast(null(), column.type).label(f"{prefix}{column.key}") for column in columns]
+
+
+_GRANTS = union_all(
+    select(literal_column(str(_DIRECT), Integer).label("kind"), *(c.label(f"r_{c.key}") for c in _ROLE_COLUMNS), *_nulls(_GROUP_COLUMNS, "g_"))
+    .where(_ROLES.c.account_id == bindparam("account_id")),
+    select(literal_column(str(_GROUP), Integer), *_nulls(_ROLE_COLUMNS, "r_"), *(c.label(f"g_{c.key}") for c in _GROUP_COLUMNS))
+    .select_from(_GROUPS).join(group_members, group_members.c.group_id == _GROUPS.c.id)
+    .where(group_members.c.account_id == bindparam("account_id")),
+).subquery("grants")
+_PARTS = (list(_SESSIONS.columns), list(_ACCOUNTS.columns), [_API_KEYS.c.id, _API_KEYS.c.revoked_at,
+          _API_KEYS.c.expires_at], list(_GRANTS.c))
 _PRINCIPAL = (
     select(*(column for part in _PARTS for column in part))
-    .select_from(AccountSession.__table__)
-    .join(Account.__table__, Account.id == AccountSession.account_id)
-    .outerjoin(_API_KEYS, _API_KEYS.c.id == AccountSession.api_key_id)
-    .outerjoin(AccountRole.__table__, AccountRole.account_id == Account.id)
-    .where(AccountSession.id == bindparam("session_id"), AccountSession.account_id == bindparam("account_id"))
-    .order_by(AccountRole.id)
-)
-_GROUP_ROLES = (
-    select(Group.id, Group.organization_id, Group.roles).join(group_members, group_members.c.group_id == Group.id)
-    .where(group_members.c.account_id == bindparam("account_id")).order_by(Group.id)
+    .select_from(_SESSIONS)
+    .join(_ACCOUNTS, _ACCOUNTS.c.id == _SESSIONS.c.account_id)
+    .outerjoin(_API_KEYS, _API_KEYS.c.id == _SESSIONS.c.api_key_id)
+    .outerjoin(_GRANTS, true())
+    .where(_SESSIONS.c.id == bindparam("session_id"), _SESSIONS.c.account_id == bindparam("account_id"))
+    .order_by(_GRANTS.c.kind, _GRANTS.c.r_id, _GRANTS.c.g_id)
 )
 
-
-_SESSION, _ACCOUNT, _KEY, _ROLE = range(4)
+_SESSION, _ACCOUNT, _KEY, _GRANT = range(4)
 _STARTS = [sum(len(part) for part in _PARTS[:index]) for index in range(len(_PARTS))]
+_KIND = _STARTS[_GRANT]
+_ROLE_SLICE = slice(_KIND + 1, _KIND + 1 + len(_ROLE_COLUMNS))
+_ROLE_KEYS = [column.key for column in _ROLE_COLUMNS]
+_GROUP_START = _ROLE_SLICE.stop
 
 
 def _part(row, index):
-    """One part of a _PRINCIPAL row as a Loaded row."""
+    """The session, account or key part of a _PRINCIPAL row as a Loaded row."""
     start, columns = _STARTS[index], _PARTS[index]
     return Loaded({column.key: value for column, value in zip(columns, row[start:start + len(columns)])})
+
+
+def _grants(rows, now):
+    """The roles valid now: the direct roles (Loaded account_roles rows), then the groups' roles."""
+    direct, through_groups = [], []
+    for row in rows:
+        kind = row[_KIND]
+        if kind == _DIRECT:
+            role = Loaded(dict(zip(_ROLE_KEYS, row[_ROLE_SLICE])))
+            if AccountRole.is_valid(role, now):
+                direct.append(role)
+        elif kind == _GROUP:
+            group_id, group_org, group_roles = row[_GROUP_START:_GROUP_START + 3]
+            through_groups += [GroupRole(role["name"], role.get("scopes") or {}, group_id, group_org)
+                               for role in (group_roles or [])]
+    return direct + through_groups
 
 
 def load_principal(account_id, session_id, now=None):
@@ -114,11 +148,7 @@ def load_principal(account_id, session_id, now=None):
         return None
     if key.id is not None and not ApiKey.is_usable(key, now):
         return None
-    roles = [role for role in (_part(row, _ROLE) for row in rows)
-             if role.id is not None and AccountRole.is_valid(role, now)]
-    roles += [GroupRole(role["name"], role.get("scopes") or {}, group_id, group_org)
-              for group_id, group_org, group_roles in db.session.execute(_GROUP_ROLES, {"account_id": account_id})
-              for role in (group_roles or [])]
+    roles = _grants(rows, now)
     if session.last_used_at is None or now - session.last_used_at > LAST_USED_RESOLUTION:
         # Its own transaction (SQLite cannot turn a read transaction into a write once another
         # writer has committed), and no version check: parallel requests of one session all

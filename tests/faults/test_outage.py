@@ -148,7 +148,8 @@ def test_terminated_backends_are_replaced_and_a_request_in_flight_answers_503(po
     pids = _backends(database_url, name)
     assert pids
     _terminate(database_url, pids)
-    # Idle pooled connections that died: the pool's ping notices and reconnects.
+    # Idle pooled connections that died: the request's first statement finds out, and the
+    # request runs again on a new connection (iam/reconnect.py).
     assert_jsonapi(admin.get("/organizations"), 200)
     assert_jsonapi(admin.post("/organizations", organization("after-terminate")), 201)
 
