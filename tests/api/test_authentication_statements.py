@@ -17,7 +17,7 @@ from sqlalchemy import event
 
 from iam.extensions import db
 from iam.models import Group, group_members
-from tests.helpers import API, JSONAPI, ApiClient
+from tests.helpers import API, ApiClient
 
 # Routes whose views are public: they never authenticate a bearer token.
 PUBLIC = {
