@@ -7,7 +7,8 @@ Starts our server (gunicorn with the project's gunicorn.conf.py) with ONE worker
 request of the load lands in the process being sampled, loads it with the shape's requests
 (the bench.load client, closed loop), and records that worker with `py-spy record` (100
 samples a second, idle threads left out: only samples of a thread that is running Python or
-waiting on the database or a socket count). It prints, for the functions that matter, the share of samples
+waiting on the database or a socket count; with `--gil`, only the thread holding the GIL,
+which is where the CPU goes). It prints, for the functions that matter, the share of samples
 in which each is on the stack (inclusive), and a few summary lines: waiting on the database
 (psycopg's wait), authentication (load_principal), rendering, the access log, metrics, rate
 limiting. `--raw FILE` keeps py-spy's collapsed stacks (one line per stack and its count) for
@@ -38,16 +39,16 @@ SUMMARY = [
     ("rendering (documents.render)", "render (iam/jsonapi/"),
     ("JSON encoding (orjson)", "dumps (iam/jsonapi/encoding.py"),
     ("access log and metrics (observability._finish)", "_finish (iam/observability.py"),
-    ("rate limiting (Flask-Limiter)", "flask_limiter/"),
+    ("rate limiting (Flask-Limiter's checks and hooks)", "Limiter."),
     ("security headers", "_secure (iam/security_headers.py"),
     ("gunicorn (outside the app)", None),
 ]
 
 
-def record(pid, seconds, raw_path):
+def record(pid, seconds, raw_path, gil=False):
     py_spy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
     subprocess.run([py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "100",
-                    "--format", "raw", "--output", raw_path, "--nonblocking"],
+                    "--format", "raw", "--output", raw_path, "--nonblocking", *(["--gil"] if gil else [])],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -74,7 +75,7 @@ def _short(frame):
     return f"{name} ({where})"
 
 
-def report(stacks, top):
+def report(stacks, top, self_time=False):
     total = sum(count for _, count in stacks)
     in_app = [(frames, count) for frames, count in stacks if any("full_dispatch_request" in f for f in frames)]
     app_total = sum(count for _, count in in_app)
@@ -94,6 +95,13 @@ def report(stacks, top):
     print(f"\ntop {top} functions, inclusive:")
     for frame, count in inclusive.most_common(top):
         print(f"  {100 * count / max(1, total):5.1f}%  {frame}")
+    if self_time:
+        leaves = collections.Counter()
+        for frames, count in stacks:
+            leaves[_short(frames[-1])] += count
+        print(f"\ntop {top} functions, self:")
+        for frame, count in leaves.most_common(top):
+            print(f"  {100 * count / max(1, total):5.1f}%  {frame}")
     return {"samples": total, "in_app": app_total}
 
 
@@ -106,6 +114,11 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=4, help="threads of the one worker (4)")
     parser.add_argument("--top", type=int, default=40, help="functions listed (40)")
     parser.add_argument("--raw", help="keep py-spy's collapsed stacks in this file")
+    parser.add_argument("--gil", action="store_true",
+                        help="sample only the thread holding the GIL: where the CPU goes (without it, also "
+                             "where threads wait: the database, the socket)")
+    parser.add_argument("--self", dest="self_time", action="store_true",
+                        help="also list the functions by self time (the frame at the top of the stack)")
     parser.add_argument("--no-access-log", action="store_true", help="IAM_ACCESS_LOG=0")
     args = parser.parse_args(argv)
 
@@ -133,12 +146,12 @@ def main(argv=None):
         loader = threading.Thread(target=lambda: figures.update(run_load(server, requests, args.seconds + 4, 2)))
         loader.start()
         time.sleep(4)  # warm-up, then sample in the middle of the load
-        record(worker, args.seconds, raw_path)
+        record(worker, args.seconds, raw_path, args.gil)
         loader.join()
         print(f"shape {shape.name}: {shape.example}\n{args.connections} connections on 1 worker x {args.threads} "
               f"threads: {figures.get('rps')} req/s, p50 {figures.get('p50_ms')} ms, "
               f"{figures.get('server_cpu_ms_per_request')} ms CPU per request\n")
-        report(parse(raw_path), args.top)
+        report(parse(raw_path), args.top, args.self_time)
     finally:
         server.stop()
         if not args.raw:

@@ -3,6 +3,7 @@ import logging
 import os
 
 from flask import Flask, has_request_context, request
+from flask.sessions import SessionInterface
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -19,6 +20,9 @@ def create_app(overrides=None):
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.update(config_module.load(app.instance_path, overrides=overrides))
     app.url_map.strict_slashes = False
+    # The API keeps no state in cookies: no signed-cookie session is opened on every request.
+    # (A part that needs one, such as browser pages, brings its own session interface.)
+    app.session_interface = NoCookieSession()
 
     logging.basicConfig(level=os.environ.get("IAM_LOG_LEVEL", "INFO").upper())  # gunicorn takes either case
 
@@ -46,6 +50,16 @@ def create_app(overrides=None):
         from .bootstrap import bootstrap_admin
         bootstrap_admin(app)
     return app
+
+
+class NoCookieSession(SessionInterface):
+    """`flask.session` is a NullSession (reading works, writing raises); no cookie is read or set."""
+
+    def open_session(self, app, request):
+        return None  # Flask then makes its null session
+
+    def save_session(self, app, session, response):
+        return None
 
 
 @event.listens_for(Engine, "connect")

@@ -14,12 +14,14 @@ presents that bearer token (and nobody else).
 """
 import hmac
 import ipaddress
+import itertools
 import json
 import logging
 import os
 import re
 import time
-import uuid
+
+import orjson
 
 from flask import Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -36,6 +38,7 @@ LATENCY = Histogram("iam_request_duration_seconds", "Time to answer an HTTP requ
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # A request carrying one of these came through a proxy: its REMOTE_ADDR is the proxy's.
 PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def _endpoint():
@@ -47,10 +50,27 @@ def _query():
             for key, values in request.args.lists()}
 
 
+# Request ids made here: this process's random prefix and a counter (unique across processes
+# and restarts without a system call per request; a correlation id, not a secret).
+_ID_PREFIX = os.urandom(8).hex()
+_ids = itertools.count(1)
+# The metric children of each (method, endpoint, status): labels() takes a lock and builds a
+# key on every call; a request needs only to find its two.
+_children = {}
+
+
 def _start():
     g.iam_started = time.perf_counter()
     given = request.headers.get("X-Request-ID", "")
-    g.iam_request_id = given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    g.iam_request_id = given if given and REQUEST_ID.fullmatch(given) else f"{_ID_PREFIX}{next(_ids):08x}"
+
+
+def _metrics(method, endpoint, status):
+    key = (method, endpoint, status)
+    children = _children.get(key)
+    if children is None:
+        children = _children[key] = (REQUESTS.labels(method, endpoint, str(status)), LATENCY.labels(method, endpoint))
+    return children
 
 
 def _finish(response):
@@ -59,19 +79,31 @@ def _finish(response):
         return response
     elapsed = time.perf_counter() - started
     endpoint = _endpoint()
-    REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
-    LATENCY.labels(request.method, endpoint).observe(elapsed)
+    method, status = request.method, response.status_code
+    method = method if method in METHODS else "OTHER"  # a client's made-up method is no new label
+    counter, latency = _metrics(method, endpoint, status)
+    counter.inc()
+    latency.observe(elapsed)
     response.headers["X-Request-ID"] = g.iam_request_id
-    if current_app.config.get("IAM_ACCESS_LOG", True):
+    if current_app.config.get("IAM_ACCESS_LOG", True) and access_log.isEnabledFor(logging.INFO):
         principal = g.get("principal")
-        access_log.info(json.dumps({
-            "request_id": g.iam_request_id, "method": request.method, "path": request.path, "query": _query(),
-            "endpoint": endpoint, "status": response.status_code, "duration_ms": round(elapsed * 1000, 2),
+        environ = request.environ
+        access_log.info(_json({
+            "request_id": g.iam_request_id, "method": method, "path": request.path,
+            "query": _query() if environ.get("QUERY_STRING") else {},
+            "endpoint": endpoint, "status": status, "duration_ms": round(elapsed * 1000, 2),
             "bytes": response.calculate_content_length(), "remote_addr": request.remote_addr,
-            "user_agent": request.user_agent.string[:200] or None,
+            "user_agent": environ.get("HTTP_USER_AGENT", "")[:200] or None,
             "account_id": principal.account_id if principal is not None else None,
-        }, separators=(",", ":")))
+        }))
     return response
+
+
+def _json(line):
+    try:
+        return orjson.dumps(line).decode()
+    except TypeError:  # a value orjson refuses (a lone surrogate): the standard library escapes it
+        return json.dumps(line, separators=(",", ":"))
 
 
 def _loopback(address):

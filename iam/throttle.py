@@ -12,6 +12,7 @@ moves to this process's memory, with the same limits, until the storage answers 
 The account lock claims an attempt with one conditional UPDATE before any password is
 checked, so N parallel attempts against a limit of L check at most L passwords.
 """
+import functools
 import logging
 import threading
 import time
@@ -177,10 +178,20 @@ def init_app(app):
         view = app.view_functions[endpoint]
         limit = limiter.limit(lambda setting=setting: current_app.config[setting], deduct_when=deduct_when,
                               methods=methods[0] if methods else None)
-        app.view_functions[endpoint] = limit(view)
+        app.view_functions[endpoint] = limit(view) if not methods else _for_methods(view, limit(view), methods[0])
     _only_where_limited(app, limiter)
     app.extensions["iam_limiter"] = limiter
     return limiter
+
+
+def _for_methods(view, limited, methods):
+    """The limited view for these methods, the plain view for the others (GET /accounts/me)."""
+    methods = frozenset(methods)
+
+    @functools.wraps(view)
+    def dispatch(*args, **kwargs):
+        return (limited if request.method in methods else view)(*args, **kwargs)
+    return dispatch
 
 
 def _only_where_limited(app, limiter):

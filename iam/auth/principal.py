@@ -40,8 +40,8 @@ class GroupRole:
 
 @dataclass
 class Principal:
-    account: Loaded                              # the caller's accounts row
-    session: Loaded = None                       # its account_sessions row
+    account: Loaded                              # the caller's accounts row (no secret column)
+    session: Loaded = None                       # its account_sessions row (the columns _PRINCIPAL reads)
     roles: list = field(default_factory=list)   # account_roles rows valid now, then GroupRoles
 
     @property
@@ -71,12 +71,23 @@ def idle_timeout():
 
 # The principal in one statement (one round trip on every request): the session, its
 # account and its API key's validity, joined to every grant of the account, a row per grant:
-# each direct role (every column of the account_roles row) and each group it belongs to
-# (the group's id, organization and roles), as a UNION ALL of the two kinds with the other
-# kind's columns null. An account with no grant gives one row whose grant is all nulls.
+# each direct role and each group it belongs to (the group's id, organization and roles), as
+# a UNION ALL of the two kinds with the other kind's columns null. An account with no grant
+# gives one row whose grant is all nulls.
+#
+# Only the columns something reads: the driver builds an object per result column on every
+# execution, so each one costs on every request. The account's are those /accounts/me renders
+# and its ETag (no password hash, no token digest: nothing secret is read to authenticate);
+# the session's are those its validity, last-use bookkeeping and read-only flag need.
 _SESSIONS, _ACCOUNTS, _API_KEYS, _ROLES, _GROUPS = (AccountSession.__table__, Account.__table__, ApiKey.__table__,
                                                    AccountRole.__table__, Group.__table__)
-_ROLE_COLUMNS = list(_ROLES.columns)
+_SESSION_COLUMNS = [_SESSIONS.c[name] for name in ("id", "account_id", "api_key_id", "read_only", "last_used_at",
+                                                   "expires_at", "revoked_at", "updated_at", "version")]
+_ACCOUNT_COLUMNS = [_ACCOUNTS.c[name] for name in (
+    "id", "email", "account_type", "auth_type", "enabled", "expires_at", "person_id", "organization_id",
+    "preferences", "consent_given_at", "last_login_at", "created_at", "updated_at", "version")]
+_ROLE_COLUMNS = [_ROLES.c[name] for name in ("id", "name", "scopes", "not_before", "expires_at",
+                                             "scope_organization_id")]
 _GROUP_COLUMNS = [_GROUPS.c.id, _GROUPS.c.organization_id, _GROUPS.c.roles]
 _DIRECT, _GROUP = 1, 2
 
@@ -92,8 +103,8 @@ _GRANTS = union_all(
     .select_from(_GROUPS).join(group_members, group_members.c.group_id == _GROUPS.c.id)
     .where(group_members.c.account_id == bindparam("account_id")),
 ).subquery("grants")
-_PARTS = (list(_SESSIONS.columns), list(_ACCOUNTS.columns), [_API_KEYS.c.id, _API_KEYS.c.revoked_at,
-          _API_KEYS.c.expires_at], list(_GRANTS.c))
+_PARTS = (_SESSION_COLUMNS, _ACCOUNT_COLUMNS, [_API_KEYS.c.id, _API_KEYS.c.revoked_at, _API_KEYS.c.expires_at],
+          list(_GRANTS.c))
 _PRINCIPAL = (
     select(*(column for part in _PARTS for column in part))
     .select_from(_SESSIONS)

@@ -4,9 +4,12 @@ Decoding names its one allowed algorithm and requires `exp`, `iat`, `sub`, `jti`
 `typ`, so a token signed with `none`, another algorithm, or meant for another purpose
 (refresh, reset, invitation) never passes as an access token.
 """
+import functools
 import secrets
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
+from types import MappingProxyType
 
 import jwt
 from flask import current_app
@@ -36,10 +39,28 @@ def issue_access_token(account_id, session_id, now=None, not_after=None):
 
 
 def decode_access_token(token):
-    """The claims of a valid access token, or InvalidToken."""
+    """The claims of a valid access token, or InvalidToken.
+
+    A token that verified once is not verified again until it expires: a process remembers
+    the claims of the last VERIFIED_TOKENS tokens it verified, keyed by the token and the key
+    it was verified with, and checks their `exp` on every use. What the claims say never
+    changes (they are signed), so nothing that can change is remembered: the session, the
+    account and its roles are read on every request all the same (principal.py). A token
+    that fails is not remembered, and fails again the same way."""
+    claims = _verified(token, current_app.config["IAM_SECRET_KEY"])
+    if claims["exp"] <= time.time():
+        raise InvalidToken("expired")
+    return claims
+
+
+VERIFIED_TOKENS = 4096  # about 1.5 MB per process at most
+
+
+@functools.lru_cache(maxsize=VERIFIED_TOKENS)
+def _verified(token, secret):
     try:
         claims = jwt.decode(
-            token, current_app.config["IAM_SECRET_KEY"], algorithms=[ALGORITHM], issuer=ISSUER,
+            token, secret, algorithms=[ALGORITHM], issuer=ISSUER,
             options={"require": ["exp", "iat", "sub", "sid", "jti", "typ", "iss"]},
         )
     except jwt.PyJWTError as exc:
@@ -50,7 +71,9 @@ def decode_access_token(token):
         value = claims.get(claim)
         if not isinstance(value, str) or not value.isdigit() or int(value) >= 2 ** 31:
             raise InvalidToken(f"bad {claim}")
-    return claims
+    if not isinstance(claims["exp"], (int, float)):
+        raise InvalidToken("bad exp")
+    return MappingProxyType(claims)  # shared by every request that presents the token: read-only
 
 
 def new_api_key():
