@@ -50,7 +50,7 @@ def _query():
             for key, values in request.args.lists()}
 
 
-# Request ids made here: this process's random prefix and a counter (unique across processes
+# Request ids made here (32 hex digits): this process's random prefix and a counter (unique across processes
 # and restarts without a system call per request; a correlation id, not a secret).
 _ID_PREFIX = os.urandom(8).hex()
 _ids = itertools.count(1)
@@ -62,7 +62,7 @@ _children = {}
 def _start():
     g.iam_started = time.perf_counter()
     given = request.headers.get("X-Request-ID", "")
-    g.iam_request_id = given if given and REQUEST_ID.fullmatch(given) else f"{_ID_PREFIX}{next(_ids):08x}"
+    g.iam_request_id = given if given and REQUEST_ID.fullmatch(given) else f"{_ID_PREFIX}{next(_ids):016x}"
 
 
 def _metrics(method, endpoint, status):
