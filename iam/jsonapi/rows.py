@@ -18,7 +18,7 @@ to itself, a composite key) keeps the ORM path: `RowPlan.build` returns None.
 """
 from functools import lru_cache
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from .render import include_tree
 
@@ -63,12 +63,16 @@ class _Hop:
         if self.join is not None:
             self.select = self.select.select_from(target.model).join(*self.join)
 
+        # For a caller who sees every row of the target (no predicate), the whole statement is
+        # built once: its SQL and cache key are computed once per process, not per request.
+        self.everything = self.select.where(self.key.in_(bindparam("keys", expanding=True))).order_by(*self.order_by)
+
     def statement(self, ctx, keys):
-        stmt = self.select
+        """(statement, parameters) for the target rows of these parent keys that the caller may see."""
         visible = self.target.visible(ctx)
-        if visible is not None:
-            stmt = stmt.where(visible)
-        return stmt.where(self.key.in_(keys)).order_by(*self.order_by)
+        if visible is None:
+            return self.everything, {"keys": keys}
+        return self.select.where(visible).where(self.key.in_(keys)).order_by(*self.order_by), None
 
 
 class RowPlan:
@@ -131,7 +135,8 @@ class RowPlan:
             by_id, by_key = {}, {}
             names = hop.plan.names
             for start in range(0, len(keys), CHUNK_SIZE):
-                for row in session.execute(hop.statement(ctx, keys[start:start + CHUNK_SIZE])):
+                stmt, parameters = hop.statement(ctx, keys[start:start + CHUNK_SIZE])
+                for row in session.execute(stmt, parameters):
                     values = dict(zip(names, row[1:]))
                     obj = by_id.get(values["id"])
                     if obj is None:
