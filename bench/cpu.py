@@ -72,7 +72,8 @@ def measure(app, environs, requests):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.cpu", description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", help="the seeded benchmark database (default: $IAM_DATABASE_URL)")
-    parser.add_argument("--shapes", default="me,show_include,list,count", help="GET shapes (me,show_include,list,count)")
+    parser.add_argument("--shapes", default="me,show_include,list,list_include,sparse_1000,count",
+                        help="GET shapes (me,show_include,list,list_include,sparse_1000,count)")
     parser.add_argument("--requests", type=int, default=3000, help="requests per shape, in five batches (3000)")
     parser.add_argument("--no-access-log", action="store_true", help="IAM_ACCESS_LOG=0")
     parser.add_argument("--profile", action="store_true", help="cProfile the first shape, top functions by own time")

@@ -122,7 +122,8 @@ def engine_options(url, env, overrides):
     parsed = make_url(url)
     pool_seconds = max(1, math.ceil(pool))  # Flask-SQLAlchemy's engine_from_config makes it an int
     if parsed.get_backend_name() == "postgresql":
-        server = f"-c statement_timeout={round(statement * 1000)} -c lock_timeout={round(lock * 1000)}"
+        # TimeZone=UTC: timestamps arrive in UTC (psycopg's own timezone.utc), as they render.
+        server = f"-c statement_timeout={round(statement * 1000)} -c lock_timeout={round(lock * 1000)} -c TimeZone=UTC"
         given = parsed.query.get("options")  # the URL's own options (e.g. a search_path) are kept
         if isinstance(given, tuple):
             given = " ".join(given)

@@ -73,7 +73,7 @@ def request_change(account, new_email, now):
 def confirm():
     """POST /account/email/confirm: the pending address becomes the account's email, once."""
     check_accept()
-    args = parse_auth_body(ConfirmSchema())
+    args = parse_auth_body(ConfirmSchema)
     now = utcnow()
     token_digest = digest(args["token"])
     account = db.session.scalars(select(Account).where(Account.email_change_token_digest == token_digest)

@@ -64,7 +64,7 @@ def request_reset():
     """Always 204 at once: the lookup, the token and the mail happen on the background worker,
     so neither the answer nor its timing tells whether the address has an account."""
     check_accept()
-    args = parse_auth_body(RequestResetSchema())
+    args = parse_auth_body(RequestResetSchema)
     app = current_app._get_current_object()
     background.submit(_issue_reset, app, args["email"].strip().lower(), request.remote_addr)
     return "", 204
@@ -92,7 +92,7 @@ def invalid_token(kind="reset"):
 
 def reset():
     check_accept()
-    args = parse_auth_body(ResetSchema())
+    args = parse_auth_body(ResetSchema)
     _check_new_password(args["password"], "password")
     now = utcnow()
     token_digest = digest(args["token"])
@@ -141,7 +141,7 @@ def change():
     principal = authenticate()
     if principal.read_only:
         raise JsonApiError(403, "forbidden", "Forbidden", "This API key is read-only.")
-    args = parse_auth_body(ChangeSchema())
+    args = parse_auth_body(ChangeSchema)
     account = db.session.get(Account, principal.account_id)  # the principal's is a read-only row
     if account is None:  # deleted since authentication read it
         raise unauthenticated("The access token is invalid or has expired.")

@@ -4,6 +4,8 @@ Every way a login can fail (unknown email, wrong password, disabled, expired, wr
 type, unknown or revoked key) answers the same 401, and an unknown email still costs one
 password hash, so neither the body nor the time tells which it was.
 """
+import threading
+
 from flask import current_app, request
 from marshmallow import Schema, fields, validate
 from sqlalchemy import func, select
@@ -61,8 +63,16 @@ def _load_auth_body(req, schema):
     return body
 
 
-def parse_auth_body(schema):
+def parse_auth_body(schema_class):
+    """The body of an auth endpoint, loaded by this thread's instance of `schema_class`."""
+    schemas = _auth_schemas.__dict__
+    schema = schemas.get(schema_class)
+    if schema is None:
+        schema = schemas[schema_class] = schema_class()
     return parser.parse(schema, request, location="auth_body")
+
+
+_auth_schemas = threading.local()  # a schema instance per class and thread (building one per request costs)
 
 
 class LoginSchema(Schema):
@@ -120,7 +130,7 @@ def _find_account(email):
 
 def login(api):
     check_accept()
-    args = parse_auth_body(LoginSchema())
+    args = parse_auth_body(LoginSchema)
     now = utcnow()
     account = _find_account(args["email"])
     if account is None or not throttle.claim_login_attempt(account.id, now):
@@ -149,7 +159,7 @@ def login(api):
 
 def api_login(api):
     check_accept()
-    args = parse_auth_body(ApiLoginSchema())
+    args = parse_auth_body(ApiLoginSchema)
     raw = args.get("key") or args.get("api_key")
     if not raw:
         raise JsonApiErrors([invalid_field("/key", "key (or api_key) is required.", code="required")])
@@ -171,7 +181,7 @@ def api_login(api):
 
 def refresh(api):
     check_accept()
-    args = parse_auth_body(RefreshSchema())
+    args = parse_auth_body(RefreshSchema)
     now = utcnow()
     try:
         session, refresh_token = sessions.rotate(args["refresh_token"], now)

@@ -153,9 +153,10 @@ class Renderer:
         Every primary object is registered before any relationship is followed, so a row
         that is both primary and reached through an include path is not included again."""
         plan = plan_for(schema_class)
+        view, items, kind, render = self._view(plan), self.items, plan.type, self._item
         data = []
         for obj in objs:
-            item = self.items[(plan.type, obj.id)] = self._item(plan, obj)
+            item = items[(kind, obj.id)] = render(plan, obj, view)
             data.append(item)
         if tree:
             for obj, item in zip(objs, data):
@@ -191,8 +192,8 @@ class Renderer:
             view = self.views[plan.type] = (attributes, fast, relationships)
         return view
 
-    def _item(self, plan, obj):
-        attributes, fast, relationships = self._view(plan)
+    def _item(self, plan, obj, view=None):
+        attributes, fast, relationships = view or self._view(plan)
         own = f"{self.base_url}/{plan.type}/{obj.id}"
         item = {"type": plan.type, "id": str(obj.id)}
         if attributes:

@@ -122,7 +122,7 @@ class RowPlan:
     def read(self, session, ctx, stmt, limit=None):
         """The rows of `stmt` (this plan's select, narrowed), their include paths attached to
         the first `limit` of them; and whether there were more than `limit`."""
-        rows = self.wrap(session.execute(stmt).all())
+        rows = self.wrap(_rows(session, stmt))
         more = limit is not None and len(rows) > limit
         rows = rows[:limit]
         self.attach(session, ctx, rows)
@@ -136,7 +136,7 @@ class RowPlan:
             names = hop.plan.names
             for start in range(0, len(keys), CHUNK_SIZE):
                 stmt, parameters = hop.statement(ctx, keys[start:start + CHUNK_SIZE])
-                for row in session.execute(stmt, parameters):
+                for row in _rows(session, stmt, parameters):
                     values = dict(zip(names, row[1:]))
                     obj = by_id.get(values["id"])
                     if obj is None:
@@ -148,6 +148,16 @@ class RowPlan:
                 parent.__dict__[attribute] = list(found) if many else (found[0] if found else None)
             if hop.plan.hops and by_id:
                 hop.plan.attach(session, ctx, list(by_id.values()))
+
+
+def _rows(session, stmt, parameters=None):
+    """The rows of a select, through the session's connection: Core's result rows, not the ORM's.
+
+    The statements name mapped attributes, so Session.execute would hand their results to the
+    ORM's loading, which builds each row in Python, a getter per column; a Connection builds
+    them in C. Nothing is pending when a read runs (a change is flushed before its answer is
+    read back: Api.render_stored), so skipping the Session's autoflush changes nothing."""
+    return session.connection().execute(stmt, parameters).all()
 
 
 @lru_cache(maxsize=512)

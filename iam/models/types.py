@@ -29,6 +29,14 @@ class UTCDateTime(TypeDecorator):
         value = value.astimezone(timezone.utc)
         return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
 
+    def result_processor(self, dialect, coltype):
+        # PostgreSQL's timestamptz arrives aware from psycopg, in the connection's time zone,
+        # which is UTC (iam/config.py sets TimeZone on every connection): nothing to do per
+        # value. (In another zone it would still be the same instant, aware.)
+        if dialect.name == "postgresql":
+            return None
+        return super().result_processor(dialect, coltype)
+
     def process_result_value(self, value, dialect):
         if value is None:
             return None

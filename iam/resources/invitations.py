@@ -179,7 +179,7 @@ class Invitations(Resource):
         def invitations_accept():
             """Public: turn a pending invitation into a person and an account, and log them in."""
             check_accept()
-            args = parse_auth_body(AcceptSchema())
+            args = parse_auth_body(AcceptSchema)
             problem = passwords.policy_problem(args["password"])
             if problem:
                 pointer = "/data/attributes/password" if getattr(request, "_iam_wrapped", False) else "/password"

@@ -54,7 +54,7 @@ class Organizations(Resource):
             spec = query.parse(request.args, self, api, collection=False)
             organization = self.get(ctx, id)
             api.policy.authorize(ctx, self, "increment", organization)
-            usage = parse_auth_body(IncrementSchema())["usage"]
+            usage = parse_auth_body(IncrementSchema)["usage"]
             model = Organization
             added = ctx.session.execute(
                 update(model)

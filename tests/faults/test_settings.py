@@ -12,7 +12,7 @@ def _options(url, **env):
 def test_postgresql_connections_get_statement_lock_and_connect_timeouts():
     options, timeouts = _options("postgresql://u@h/d")
     assert timeouts == {"statement": 10.0, "lock": 5.0, "connect": 5.0, "pool": 5.0}
-    assert options["connect_args"] == {"options": "-c statement_timeout=10000 -c lock_timeout=5000",
+    assert options["connect_args"] == {"options": "-c statement_timeout=10000 -c lock_timeout=5000 -c TimeZone=UTC",
                                        "connect_timeout": 5}
     assert options["pool_timeout"] == 5 and options["hide_parameters"] is True \
         and not options.get("pool_pre_ping")
@@ -21,7 +21,7 @@ def test_postgresql_connections_get_statement_lock_and_connect_timeouts():
 def test_settings_come_from_the_environment_and_the_url_keeps_its_own_options():
     options, _ = _options("postgresql://u@h/d?options=-csearch_path%3Dapp", IAM_DB_STATEMENT_TIMEOUT="0",
                           IAM_DB_LOCK_TIMEOUT="1.5", IAM_DB_CONNECT_TIMEOUT="3", IAM_DB_POOL_TIMEOUT="2")
-    assert options["connect_args"] == {"options": "-csearch_path=app -c statement_timeout=0 -c lock_timeout=1500",
+    assert options["connect_args"] == {"options": "-csearch_path=app -c statement_timeout=0 -c lock_timeout=1500 -c TimeZone=UTC",
                                        "connect_timeout": 3}
     assert options["pool_timeout"] == 2
 

@@ -242,3 +242,51 @@ def test_passwords_are_checked_exactly_as_typed_and_may_be_long(app, admin, clie
     for wrong in (long_password[:64], long_password.lower(), long_password.strip() + " ", " " + long_password):
         assert error_of(login(client, "long@example.com", wrong), 401)["code"] == "invalid_credentials"
     assert_jsonapi(login(client, "long@example.com", long_password), 200)
+
+
+# ------------------------------------------------------------------ verified tokens are remembered (issue 12)
+# A process verifies an access token's signature once and remembers its claims until it
+# expires. Nothing that can change is remembered: these show each change still counts on the
+# very next request after the token was used (and so remembered).
+
+def test_a_remembered_token_stops_working_when_it_expires(app, factory):
+    from iam.auth.tokens import issue_access_token
+
+    account = factory.account(email="brief@example.com")
+    session_id = factory.session(account)
+    with app.test_request_context():
+        token, expires_at = issue_access_token(account.id, session_id, not_after=utcnow() + timedelta(seconds=2))
+    api = ApiClient(app.test_client(), token)
+    assert_jsonapi(api.get("/accounts/me"), 200)
+    assert_jsonapi(api.get("/accounts/me"), 200)  # the second use is the remembered one
+    time.sleep(max(0.0, (expires_at - utcnow()).total_seconds()) + 0.05)
+    assert error_of(api.get("/accounts/me"), 401)["code"] == "unauthenticated"
+
+
+def test_a_token_remembered_by_one_key_is_refused_under_another(app, factory, make_app):
+    account = factory.account(email="two-keys@example.com")
+    token = factory.token(account)
+    assert_jsonapi(ApiClient(app.test_client(), token).get("/accounts/me"), 200)
+    other = make_app(IAM_SECRET_KEY="another-secret-key-" + "k" * 40)
+    assert error_of(ApiClient(other.test_client(), token).get("/accounts/me"), 401)["code"] == "unauthenticated"
+
+
+def test_a_removed_role_counts_on_the_next_request_of_a_remembered_token(app, factory, admin):
+    account = factory.account(email="demoted@example.com", roles=["admin"])
+    api = ApiClient(app.test_client(), factory.token(account))
+    assert_jsonapi(api.get("/accounts"), 200)
+    role_id = assert_jsonapi(api.get("/accounts/me"), 200)["meta"]["effective_roles"][0]["role_id"]
+    assert_jsonapi(admin.delete(f"/account_roles/{role_id}"), 204)
+    assert error_of(api.get("/accounts"), 403)
+
+
+def test_a_changed_password_stops_other_sessions_remembered_tokens(app, factory):
+    account = factory.account(email="changer@example.com")
+    elsewhere = ApiClient(app.test_client(), factory.token(account))
+    here = ApiClient(app.test_client(), factory.token(account))
+    assert_jsonapi(elsewhere.get("/accounts/me"), 200)
+    response = here.post("/account/passwords/change",
+                         {"current_password": PASSWORD, "new_password": "a brand new passphrase 2026"})
+    assert response.status_code == 204, response.get_data(as_text=True)
+    assert error_of(elsewhere.get("/accounts/me"), 401)["code"] == "unauthenticated"
+    assert_jsonapi(here.get("/accounts/me"), 200)
