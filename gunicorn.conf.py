@@ -56,6 +56,12 @@ def on_exit(server):
         shutil.rmtree(_metrics_dir, ignore_errors=True)
 
 
+def post_worker_init(worker):
+    # The app is loaded: its objects leave the collector's generations (iam/gc_tuning.py).
+    from iam import gc_tuning
+    gc_tuning.tune()
+
+
 def child_exit(server, worker):
     from prometheus_client import multiprocess
     multiprocess.mark_process_dead(worker.pid)

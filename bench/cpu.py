@@ -4,7 +4,7 @@
                         [--no-access-log] [--profile]
 
 Builds the app as gunicorn would (wsgi.py's create_app, production settings, the access log
-on and written to /dev/null), logs the bench admin in, and calls the WSGI application
+on and written to /dev/null, the garbage collector tuned as gunicorn.conf.py tunes it), logs the bench admin in, and calls the WSGI application
 directly, one request after another on one thread, with a prebuilt environ per request:
 no gunicorn, no sockets, no other thread. For each shape it prints the CPU time of this
 process per request (`time.process_time`: the app, SQLAlchemy and psycopg's client side;
@@ -76,6 +76,8 @@ def main(argv=None):
                         help="GET shapes (me,show_include,list,list_include,sparse_1000,count)")
     parser.add_argument("--requests", type=int, default=3000, help="requests per shape, in five batches (3000)")
     parser.add_argument("--no-access-log", action="store_true", help="IAM_ACCESS_LOG=0")
+    parser.add_argument("--default-gc", action="store_true",
+                        help="leave the garbage collector as CPython sets it (default: tuned as gunicorn.conf.py does)")
     parser.add_argument("--profile", action="store_true", help="cProfile the first shape, top functions by own time")
     args = parser.parse_args(argv)
 
@@ -94,6 +96,10 @@ def main(argv=None):
     for handler in access.handlers:
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(open(os.devnull, "w"))  # written and formatted as in production, then dropped
+    if not args.default_gc:
+        from iam import gc_tuning
+
+        gc_tuning.tune()  # as gunicorn.conf.py's post_worker_init does in every worker
     client = app.test_client()
     login = client.post(f"{API_PREFIX}/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
     if login.status_code != 200:

@@ -29,19 +29,20 @@ import time
 from . import database_url_from, libpq_url
 from .load import Server, build_shapes, discover, run_load, server_env, session_tokens, shape_requests
 
-# (label, a substring of a py-spy frame "function (file:line)") for the summary lines.
+# (label, a substring of a py-spy frame as _short() writes it: "Class.function (pkg/module.py)").
 SUMMARY = [
-    ("waiting on PostgreSQL (psycopg wait)", "wait (psycopg/"),
-    ("pool checkout", "_checkout (sqlalchemy/pool/"),
+    ("waiting on PostgreSQL (psycopg's wait)", "Connection.wait (psycopg/"),
+    ("pool checkout", "_ConnectionFairy._checkout (sqlalchemy/pool/"),
     ("pool pre-ping", "_do_ping_w_event"),
-    ("authentication (load_principal)", "load_principal (iam/auth/principal.py"),
-    ("token decoding (PyJWT)", "decode_access_token"),
-    ("rendering (documents.render)", "render (iam/jsonapi/"),
-    ("JSON encoding (orjson)", "dumps (iam/jsonapi/encoding.py"),
-    ("access log and metrics (observability._finish)", "_finish (iam/observability.py"),
+    ("authentication (load_principal)", "load_principal (iam/auth/principal.py)"),
+    ("token decoding (PyJWT)", "decode_access_token (iam/auth/tokens.py)"),
+    ("rendering (Renderer)", "Renderer.primary (iam/jsonapi/render.py)"),
+    ("JSON encoding (orjson)", "encode (iam/jsonapi/encoding.py)"),
+    ("access log and metrics (observability._finish)", "_finish (iam/observability.py)"),
     ("rate limiting (Flask-Limiter's checks and hooks)", "Limiter."),
-    ("security headers", "_secure (iam/security_headers.py"),
-    ("gunicorn (outside the app)", None),
+    ("security headers", "_secure (iam/security_headers.py)"),
+    ("ending the database session (teardown)", "_remove_session (iam/extensions.py)"),
+    ("gunicorn, outside the app", None),
 ]
 
 
@@ -69,19 +70,25 @@ def _short(frame):
     # "function (path/to/site-packages/pkg/mod.py:123)" -> "function (pkg/mod.py)"
     name, _, where = frame.partition(" (")
     where = where.rstrip(")").rsplit(":", 1)[0]
-    for marker in ("site-packages/", "/work/main/", "lib/python3"):
+    for marker in ("site-packages/", "lib/python3.", "/iam/", "/bench/"):
         if marker in where:
             where = where.split(marker, 1)[1]
+            if marker in ("/iam/", "/bench/"):
+                where = marker.strip("/") + "/" + where
+            elif marker == "lib/python3.":
+                where = where.split("/", 1)[1] if "/" in where else where
+            break
     return f"{name} ({where})"
 
 
 def report(stacks, top, self_time=False):
+    stacks = [([_short(frame) for frame in frames], count) for frames, count in stacks]
     total = sum(count for _, count in stacks)
     in_app = [(frames, count) for frames, count in stacks if any("full_dispatch_request" in f for f in frames)]
     app_total = sum(count for _, count in in_app)
     inclusive = collections.Counter()
     for frames, count in stacks:
-        for frame in {_short(f) for f in frames}:
+        for frame in set(frames):
             inclusive[frame] += count
     print(f"{total} samples of running threads, {app_total} of them inside Flask's request handling "
           f"({100 * app_total / max(1, total):.1f}%)\n")
@@ -98,7 +105,7 @@ def report(stacks, top, self_time=False):
     if self_time:
         leaves = collections.Counter()
         for frames, count in stacks:
-            leaves[_short(frames[-1])] += count
+            leaves[frames[-1]] += count
         print(f"\ntop {top} functions, self:")
         for frame, count in leaves.most_common(top):
             print(f"  {100 * count / max(1, total):5.1f}%  {frame}")

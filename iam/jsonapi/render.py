@@ -10,7 +10,7 @@ A `Plan` is compiled once per schema class from its declared fields: the attribu
 timestamps, the field's own `serialize` for anything else) and the relationships. Rendering
 is then a loop of dict building, with the output marshmallow-jsonapi gave.
 """
-from datetime import date
+from datetime import date, timezone
 from operator import itemgetter
 
 import marshmallow as ma
@@ -36,11 +36,20 @@ def _identity(field):
     return isinstance(field, _IDENTITY) and type(field)._serialize in {cls._serialize for cls in _IDENTITY}
 
 
+def _timestamp(value):
+    """A timestamp as it renders: the datetime itself when orjson writes it exactly as
+    format_timestamp would (UTC, microseconds not zero: `2026-01-31T12:00:00.123456Z`, in C,
+    several times faster), else the string. (orjson leaves out a zero fraction.)"""
+    if value.microsecond and value.tzinfo is timezone.utc:
+        return value
+    return format_timestamp(value)
+
+
 def _conversion(field):
     """For a field that renders one plain attribute: (True, the function of its non-null value
     that renders it, or None when the value renders as is). (False, None) otherwise."""
     if type(field) is Timestamp:
-        return True, format_timestamp
+        return True, _timestamp
     if type(field) is ma_fields.Date and field.format in (None, "iso"):
         return True, date.isoformat
     if type(field) is ma_fields.List and _identity(field.inner):

@@ -8,14 +8,14 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from flask import Response, g, jsonify, request
+from flask import Response, g, request
 from sqlalchemy import false, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import with_parent
 from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.urls import iri_to_uri
 
-from . import documents, query
+from . import documents, encoding, query
 from .errors import JsonApiError, conflict
 from .media import JSONAPI_MEDIA_TYPE, check_accept, read_json_body
 from .query import MAX_URI_LENGTH
@@ -171,9 +171,9 @@ class Api:
                                "The resource was changed by someone else meanwhile; fetch it and retry.") from None
 
     def respond(self, document, status=200, headers=None):
-        response = jsonify(document)
-        response.status_code = status
-        response.mimetype = JSONAPI_MEDIA_TYPE
+        # Encoded by the engine (encoding.encode), not the app's JSON provider: the renderer
+        # leaves some timestamps as datetimes for orjson to write.
+        response = Response(encoding.encode(document), status, mimetype=JSONAPI_MEDIA_TYPE)
         for name, value in (headers or {}).items():
             response.headers[name] = value
         return response
