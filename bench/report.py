@@ -1,4 +1,8 @@
-"""Markdown tables from `bench.load --output` files: `python -m bench.report results-10k.json [...]`."""
+"""Markdown tables from `bench.load --output` files.
+
+    python -m bench.report results-10k.json [...]          a table per file
+    python -m bench.report --compare before.json after.json  our figures before and after, shape by shape
+"""
 import json
 import sys
 
@@ -10,8 +14,11 @@ def _f(value, spec=".1f"):
 def comparison(result):
     info = result["info"]
     machine = info["machine"]
+    rounds = info.get("rounds", 1)
     lines = [f"{info['accounts']:,} accounts, {info['connections']} connections, {info['duration']:g} s per run "
-             f"after {info['warmup']:g} s of warm-up, {info['workers']} workers x {info['threads']} threads per "
+             f"after {info['warmup']:g} s of warm-up"
+             + (f", the median of {rounds} interleaved rounds" if rounds > 1 else "")
+             + f", {info['workers']} workers x {info['threads']} threads per "
              f"server; {machine['nproc']} CPUs ({machine['cpu']}), PostgreSQL {info['postgresql']}, "
              f"Python {machine['python']}; migration {info.get('migration', '?')}",
              "",
@@ -46,8 +53,34 @@ def soak(result):
     return "\n".join(lines)
 
 
+def before_after(before, after):
+    rows_before = {row["shape"]: row for row in before["shapes"]}
+    lines = ["| shape | p50 x before → after | our p50 ms before → after | our p99 ms before → after "
+             "| our req/s before → after | our CPU ms/req before → after |",
+             "|---|---|---|---|---|---|"]
+    for row in after["shapes"]:
+        old = rows_before.get(row["shape"])
+        if old is None:
+            continue
+        a, b = old.get("ours") or {}, row.get("ours") or {}
+        lines.append(
+            f"| {row['shape']} | {_f(old.get('p50_ratio'), '.2f')} → {_f(row.get('p50_ratio'), '.2f')} "
+            f"| {_f(a.get('p50_ms'), '.2f')} → {_f(b.get('p50_ms'), '.2f')} "
+            f"| {_f(a.get('p99_ms'), '.2f')} → {_f(b.get('p99_ms'), '.2f')} "
+            f"| {_f(a.get('rps'))} → {_f(b.get('rps'))} "
+            f"| {_f(a.get('server_cpu_ms_per_request'), '.2f')} → {_f(b.get('server_cpu_ms_per_request'), '.2f')} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
-    for path in (argv if argv is not None else sys.argv[1:]):
+    argv = argv if argv is not None else sys.argv[1:]
+    if argv[:1] == ["--compare"]:
+        if len(argv) != 3:
+            raise SystemExit("usage: python -m bench.report --compare before.json after.json")
+        with open(argv[1]) as fh, open(argv[2]) as gh:
+            print(before_after(json.load(fh), json.load(gh)))
+        return 0
+    for path in argv:
         with open(path) as fh:
             result = json.load(fh)
         print(soak(result) if "soak_seconds" in result else comparison(result))

@@ -151,7 +151,8 @@ def load_principal(account_id, session_id, now=None):
     The validity rules are the models' own methods, applied to the rows read (they read
     only columns)."""
     now = now or utcnow()
-    rows = db.session.execute(_PRINCIPAL, {"session_id": session_id, "account_id": account_id}).all()
+    # Through the connection: a Core statement, read by position (no ORM result handling).
+    rows = db.session.connection().execute(_PRINCIPAL, {"session_id": session_id, "account_id": account_id}).all()
     if not rows:
         return None
     session, account, key = (_part(rows[0], index) for index in (_SESSION, _ACCOUNT, _KEY))

@@ -22,7 +22,7 @@ from sqlalchemy.types import TypeDecorator
 
 from . import filters as f
 from .errors import JsonApiError, JsonApiErrors, bad_request, conflict, invalid_field, json_pointer
-from .rows import CHUNK_SIZE as INCLUDE_CHUNK_SIZE, RowPlan
+from .rows import CHUNK_SIZE as INCLUDE_CHUNK_SIZE, ROW_READ, RowPlan
 from .schema import Rel
 
 
@@ -290,7 +290,8 @@ class Resource:
         session = ctx.session
         total = None
         if spec.count:  # everything that matches, wherever a cursor stands
-            total = session.scalar(select(func.count()).select_from(self.model).where(*predicates))
+            total = session.connection().execute(select(func.count()).select_from(self.model).where(*predicates),
+                                                 execution_options=ROW_READ).scalar()
         if spec.after is not None:
             predicates.append(self.model.id > spec.after)  # keyset: no offset to skip, however deep
         plan = RowPlan.build(self, spec)

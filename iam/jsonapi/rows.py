@@ -22,6 +22,9 @@ from sqlalchemy import bindparam, select
 
 from .render import include_tree
 
+# SQLAlchemy's own option (the ORM sets it on its statements): a result read by position does
+# not rebuild its column map for each new statement object that hits the compiled cache.
+ROW_READ = {"_result_disable_adapt_to_context": True}
 # One query per include path even when a full page fans out (roles.account): below the
 # bind-parameter limits of both SQLite and PostgreSQL.
 CHUNK_SIZE = 30000
@@ -156,8 +159,10 @@ def _rows(session, stmt, parameters=None):
     The statements name mapped attributes, so Session.execute would hand their results to the
     ORM's loading, which builds each row in Python, a getter per column; a Connection builds
     them in C. Nothing is pending when a read runs (a change is flushed before its answer is
-    read back: Api.render_stored), so skipping the Session's autoflush changes nothing."""
-    return session.connection().execute(stmt, parameters).all()
+    read back: Api.render_stored), so skipping the Session's autoflush changes nothing.
+    Rows are read by position: the result need not map this statement's column objects to
+    the cached statement's (ROW_READ), which costs a comparison of column expressions each."""
+    return session.connection().execute(stmt, parameters, execution_options=ROW_READ).all()
 
 
 @lru_cache(maxsize=512)
