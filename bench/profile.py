@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from . import database_url_from, libpq_url
@@ -147,8 +148,6 @@ def main(argv=None):
         worker = server.worker_pids()[0]
         tokens = [None] * args.connections if shape.method == "POST" else session_tokens(server, args.connections)
         requests = shape_requests(shape, server, tokens)
-        import threading
-
         figures = {}
         loader = threading.Thread(target=lambda: figures.update(run_load(server, requests, args.seconds + 4, 2)))
         loader.start()

@@ -45,21 +45,24 @@ def _replayable(error):
     return request.method in SAFE_METHODS or not g.get("iam_statement_done", False)
 
 
-def _reset_request_state():
-    """What the failed attempt left: its session (on a dropped connection) and what it kept in g."""
+def _reset_request_state(before):
+    """Undo what the failed attempt left: its session (on a dropped connection) and whatever it
+    put in `g` (the principal, the request context, the policy's grants...): `g` is put back as
+    it was when the view was first called."""
     try:
         db.session.rollback()
     except Exception:  # noqa: BLE001 - the connection is gone; closing below discards it
         pass
     db.session.close()
-    for name in ("principal", "jsonapi_ctx", "iam_grants", "iam_statement_done"):
-        g.pop(name, None)
+    g.__dict__.clear()
+    g.__dict__.update(before)
 
 
 def init_app(app):
     dispatch = app.dispatch_request
 
     def dispatch_request():
+        before = dict(g.__dict__)  # what the before-request hooks set (the request id, the clock)
         try:
             return dispatch()
         except Exception as error:
@@ -67,7 +70,7 @@ def init_app(app):
                 raise
             log.warning("the database connection was lost before %s %s had done anything (%s): running it again "
                         "on a new connection", request.method, request.path, describe_database_error(error))
-            _reset_request_state()
+            _reset_request_state(before)
             return dispatch()
 
     app.dispatch_request = dispatch_request

@@ -113,3 +113,11 @@ def test_gunicorn_takes_a_lowercase_log_level_and_cleans_up_its_metrics_director
         assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
         assert [p.name.startswith("iam-metrics-") for p in temp.iterdir()] == [True]
     assert list(temp.iterdir()) == [], output
+
+
+def test_an_access_log_value_orjson_refuses_is_written_by_the_standard_library():
+    # werkzeug hands over text without lone surrogates, but a log line must never fail a request
+    from iam.observability import _json
+
+    assert json.loads(_json({"path": "/a\udc80b", "status": 200})) == {"path": "/a\udc80b", "status": 200}
+    assert _json({"path": "/x"}) == '{"path":"/x"}'

@@ -31,7 +31,7 @@ class OrjsonProvider(DefaultJSONProvider):
         return self.encode(obj).decode("utf-8")
 
     def encode(self, obj):
-        return orjson.dumps(obj, default=self.default, option=_OPTIONS)
+        return encode(obj)
 
     def response(self, *args, **kwargs):
         obj = self._prepare_response_obj(args, kwargs)

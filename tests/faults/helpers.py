@@ -1,6 +1,7 @@
 """Helpers of the fault tests: a live server, side connections, log checks."""
 import contextlib
 import threading
+import time
 
 import psycopg
 import pytest
@@ -38,6 +39,36 @@ def pg_connect(database_url, **kwargs):
     url = make_url(database_url)
     return psycopg.connect(host=url.host or "127.0.0.1", port=url.port or 5432, user=url.username,
                            password=url.password, dbname=url.database, **kwargs)
+
+
+def named_app(make_app, database_url):
+    """(app, its application_name): an app whose PostgreSQL connections a test can find and end."""
+    name = f"iam-faults-{time.monotonic_ns()}"
+    separator = "&" if "?" in database_url else "?"
+    return make_app(f"{database_url}{separator}application_name={name}"), name
+
+
+def backends(database_url, application_name):
+    """The pids of the backends of the app called `application_name`, in the test database."""
+    with pg_connect(database_url, autocommit=True) as conn:
+        return [pid for (pid,) in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = %s",
+            (application_name,))]
+
+
+def terminate(database_url, pids):
+    with pg_connect(database_url, autocommit=True) as conn:
+        for pid in pids:  # only backends of this test's own app, in this database
+            conn.execute("SELECT pg_terminate_backend(%s) FROM pg_stat_activity "
+                         "WHERE pid = %s AND datname = current_database()", (pid, pid))
+
+
+def terminate_all(database_url, application_name):
+    """What a restart does to an app's connections: every backend of it ends. How many ended."""
+    with pg_connect(database_url, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = %s", (application_name,)).fetchone()[0]
 
 
 def organization(slug):

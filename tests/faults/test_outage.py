@@ -10,8 +10,8 @@ from sqlalchemy import event, select
 
 from iam.extensions import db
 from iam.models import Organization
-from tests.faults.helpers import (ORGANIZATIONS, assert_unavailable, headers, organization, pg_connect,
-                                  serving, tracebacks)
+from tests.faults.helpers import (ORGANIZATIONS, assert_unavailable, backends, headers, named_app, organization,
+                                  serving, terminate, tracebacks)
 from tests.helpers import API, JSONAPI, ApiClient, assert_jsonapi
 
 CLIENTS = 4
@@ -124,30 +124,14 @@ def test_readyz_through_a_cut_proxy_is_503_and_ready_again_after(pg_proxy, make_
     assert client.get("/readyz").status_code == 200
 
 
-def _backends(database_url, application_name):
-    with pg_connect(database_url, autocommit=True) as conn:
-        return [pid for (pid,) in conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = %s",
-            (application_name,))]
-
-
-def _terminate(database_url, pids):
-    with pg_connect(database_url, autocommit=True) as conn:
-        for pid in pids:  # only backends of this test's own app, in this database
-            conn.execute("SELECT pg_terminate_backend(%s) FROM pg_stat_activity "
-                         "WHERE pid = %s AND datname = current_database()", (pid, pid))
-
-
 def test_terminated_backends_are_replaced_and_a_request_in_flight_answers_503(postgresql_only, make_app, factory,
                                                                            database_url, caplog):
-    name = f"iam-faults-{time.monotonic_ns()}"
-    separator = "&" if "?" in database_url else "?"
-    app = make_app(f"{database_url}{separator}application_name={name}")
+    app, name = named_app(make_app, database_url)
     admin = ApiClient(app.test_client(), factory.token(factory.account(roles=["admin"])))
     assert_jsonapi(admin.get("/organizations"), 200)
-    pids = _backends(database_url, name)
+    pids = backends(database_url, name)
     assert pids
-    _terminate(database_url, pids)
+    terminate(database_url, pids)
     # Idle pooled connections that died: the request's first statement finds out, and the
     # request runs again on a new connection (iam/reconnect.py).
     assert_jsonapi(admin.get("/organizations"), 200)
@@ -159,7 +143,7 @@ def test_terminated_backends_are_replaced_and_a_request_in_flight_answers_503(po
 
     def kill_own_backend(conn, cursor, statement, parameters, context, executemany):
         if statement.startswith("INSERT INTO organizations"):
-            _terminate(database_url, [conn.connection.dbapi_connection.info.backend_pid])
+            terminate(database_url, [conn.connection.dbapi_connection.info.backend_pid])
 
     event.listen(engine, "before_cursor_execute", kill_own_backend)
     try:

@@ -1,6 +1,5 @@
 """/readyz means "this process can serve" (issue 10, finding 10): the database answers and its
 schema is at the head revision of this code's migrations; otherwise 503 with a body saying why."""
-import pytest
 from alembic.script import ScriptDirectory
 from flask_migrate import upgrade
 from sqlalchemy.engine import make_url

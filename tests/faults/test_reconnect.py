@@ -18,44 +18,23 @@ from sqlalchemy import select
 
 from iam.extensions import db
 from iam.models import Organization
-from tests.faults.helpers import ORGANIZATIONS, headers, organization, pg_connect, serving, tracebacks
+from tests.faults.helpers import ORGANIZATIONS, headers, named_app, organization, serving, terminate_all, tracebacks
 from tests.helpers import API, ApiClient, assert_jsonapi
 
 CLIENTS = 6
 RESTARTS = 4
 
 
-def _backends(database_url, application_name):
-    with pg_connect(database_url, autocommit=True) as conn:
-        return [pid for (pid,) in conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = %s",
-            (application_name,))]
-
-
-def _terminate_all(database_url, application_name):
-    """What a restart does to this app's connections: every backend of it ends."""
-    with pg_connect(database_url, autocommit=True) as conn:
-        return conn.execute(
-            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND application_name = %s", (application_name,)).fetchone()[0]
-
-
-def _app(make_app, database_url):
-    name = f"iam-reconnect-{time.monotonic_ns()}"
-    separator = "&" if "?" in database_url else "?"
-    return make_app(f"{database_url}{separator}application_name={name}"), name
-
-
 def test_idle_connections_ended_by_a_restart_cost_no_request(postgresql_only, make_app, factory, database_url,
                                                              caplog):
     caplog.set_level("WARNING")
-    app, name = _app(make_app, database_url)
+    app, name = named_app(make_app, database_url)
     admin = ApiClient(app.test_client(), factory.token(factory.account(roles=["admin"])))
     assert_jsonapi(admin.get("/organizations"), 200)
-    assert _terminate_all(database_url, name) >= 1
+    assert terminate_all(database_url, name) >= 1
     # a read and a write, each on a pooled connection that died: both run again, once
     assert_jsonapi(admin.get("/organizations"), 200)
-    assert _terminate_all(database_url, name) >= 1
+    assert terminate_all(database_url, name) >= 1
     assert_jsonapi(admin.post("/organizations", organization("after-restart")), 201)
     with app.app_context():
         assert db.session.scalar(select(Organization.id).where(Organization.slug == "after-restart")) is not None
@@ -69,7 +48,7 @@ def test_idle_connections_ended_by_a_restart_cost_no_request(postgresql_only, ma
 def test_restarts_under_load_fail_no_read_and_lose_or_double_no_write(postgresql_only, make_app, factory,
                                                                       database_url, caplog):
     caplog.set_level("WARNING")
-    app, name = _app(make_app, database_url)
+    app, name = named_app(make_app, database_url)
     token = factory.token(factory.account(roles=["admin"]))
     stop = threading.Event()
     reads, writes, failures = [], [], []
@@ -96,7 +75,7 @@ def test_restarts_under_load_fail_no_read_and_lose_or_double_no_write(postgresql
         try:
             for _ in range(RESTARTS):
                 time.sleep(0.4)
-                ended += _terminate_all(database_url, name)
+                ended += terminate_all(database_url, name)
             time.sleep(0.4)
         finally:
             stop.set()

@@ -1,5 +1,4 @@
 """The audit trail: every write through the API, with actor, target, before/after, secrets redacted."""
-import pytest
 from sqlalchemy import select
 
 from iam.extensions import db

@@ -12,7 +12,6 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from iam import create_app
 from iam.extensions import db
 from iam.models import AccountSession
 from tests.helpers import PASSWORD, ApiClient, assert_jsonapi, error_of, free_port
@@ -79,23 +78,12 @@ def redis_server():
 
 
 @pytest.fixture
-def make_app(app, database_url):
-    """Fresh app instances (as separate server processes would be) on the test's Redis.
-
-    `app` is requested for its migrated database and the row clean-up after the test."""
-    made = []
-
+def make_app(make_app):
+    """Fresh app instances (as separate server processes would be) on the test's Redis: the
+    suite's make_app, given the rate-limit storage and a login lock that never gets in the way."""
     def make(storage_url, **settings):
-        instance = create_app({"TESTING": True, "IAM_ENV": "test", "IAM_DATABASE_URL": database_url,
-                               "PROPAGATE_UNEXPECTED_ERRORS": False, "IAM_RATELIMIT_STORAGE_URL": storage_url,
-                               "IAM_LOGIN_MAX_FAILURES": 100, **settings})
-        made.append(instance)
-        return instance
-
-    yield make
-    for instance in made:
-        with instance.app_context():
-            db.engine.dispose()
+        return make_app(IAM_RATELIMIT_STORAGE_URL=storage_url, IAM_LOGIN_MAX_FAILURES=100, **settings)
+    return make
 
 
 @pytest.fixture
