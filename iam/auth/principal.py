@@ -18,6 +18,7 @@ from sqlalchemy import Integer, bindparam, cast, literal_column, null, select, t
 
 from ..extensions import db
 from ..jsonapi.errors import unauthenticated
+from ..jsonapi.driver import Prebuilt
 from ..jsonapi.rows import Loaded
 from ..models import Account, AccountRole, AccountSession, ApiKey, Group, group_members, utcnow
 from ..models.base import record_activity_by_id
@@ -105,7 +106,7 @@ _GRANTS = union_all(
 ).subquery("grants")
 _PARTS = (_SESSION_COLUMNS, _ACCOUNT_COLUMNS, [_API_KEYS.c.id, _API_KEYS.c.revoked_at, _API_KEYS.c.expires_at],
           list(_GRANTS.c))
-_PRINCIPAL = (
+_PRINCIPAL = Prebuilt(lambda _: (
     select(*(column for part in _PARTS for column in part))
     .select_from(_SESSIONS)
     .join(_ACCOUNTS, _ACCOUNTS.c.id == _SESSIONS.c.account_id)
@@ -113,7 +114,7 @@ _PRINCIPAL = (
     .outerjoin(_GRANTS, true())
     .where(_SESSIONS.c.id == bindparam("session_id"), _SESSIONS.c.account_id == bindparam("account_id"))
     .order_by(_GRANTS.c.kind, _GRANTS.c.r_id, _GRANTS.c.g_id)
-)
+))
 
 _SESSION, _ACCOUNT, _KEY, _GRANT = range(4)
 _STARTS = [sum(len(part) for part in _PARTS[:index]) for index in range(len(_PARTS))]
@@ -151,8 +152,8 @@ def load_principal(account_id, session_id, now=None):
     The validity rules are the models' own methods, applied to the rows read (they read
     only columns)."""
     now = now or utcnow()
-    # Through the connection: a Core statement, read by position (no ORM result handling).
-    rows = db.session.connection().execute(_PRINCIPAL, {"session_id": session_id, "account_id": account_id}).all()
+    # Built once, run on the driver (iam/jsonapi/driver.py): read by position, no ORM.
+    rows = _PRINCIPAL.rows(db.session.connection(), {"session_id": session_id, "account_id": account_id})
     if not rows:
         return None
     session, account, key = (_part(rows[0], index) for index in (_SESSION, _ACCOUNT, _KEY))

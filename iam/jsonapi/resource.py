@@ -310,7 +310,11 @@ class Resource:
         plan = RowPlan.build(self, spec, extra={"version"} & set(self.mapper.columns.keys()))
         if plan is None:
             return self.get(ctx, id_, spec)
-        rows, _ = plan.read(ctx.session, ctx, self.base_select(ctx, plan.select).where(self._id_is(id_)))
+        predicate = self._id_is(id_)
+        if self.visible(ctx) is None:
+            rows = plan.read_id(ctx.session, ctx, id_)
+        else:
+            rows, _ = plan.read(ctx.session, ctx, self.base_select(ctx, plan.select).where(predicate))
         if not rows:
             raise self.not_found(id_)
         return rows[0]

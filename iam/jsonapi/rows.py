@@ -18,13 +18,10 @@ to itself, a composite key) keeps the ORM path: `RowPlan.build` returns None.
 """
 from functools import lru_cache
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import any_, bindparam, select
 
+from .driver import ROW_READ, Prebuilt
 from .render import include_tree
-
-# SQLAlchemy's own option (the ORM sets it on its statements): a result read by position does
-# not rebuild its column map for each new statement object that hits the compiled cache.
-ROW_READ = {"_result_disable_adapt_to_context": True}
 # One query per include path even when a full page fans out (roles.account): below the
 # bind-parameter limits of both SQLite and PostgreSQL.
 CHUNK_SIZE = 30000
@@ -67,15 +64,21 @@ class _Hop:
             self.select = self.select.select_from(target.model).join(*self.join)
 
         # For a caller who sees every row of the target (no predicate), the whole statement is
-        # built once: its SQL and cache key are computed once per process, not per request.
-        self.everything = self.select.where(self.key.in_(bindparam("keys", expanding=True))).order_by(*self.order_by)
+        # built once and run on the driver (driver.py): on PostgreSQL the keys are one array
+        # parameter (`= ANY`), elsewhere an expanding IN.
+        self.everything = Prebuilt(self._everything)
 
-    def statement(self, ctx, keys):
-        """(statement, parameters) for the target rows of these parent keys that the caller may see."""
+    def _everything(self, dialect_name):
+        keys = (self.key == any_(bindparam("keys")) if dialect_name == "postgresql"
+                else self.key.in_(bindparam("keys", expanding=True)))
+        return self.select.where(keys).order_by(*self.order_by)
+
+    def rows(self, session, ctx, keys):
+        """The target rows of these parent keys that the caller may see: (parent key, *columns)."""
         visible = self.target.visible(ctx)
         if visible is None:
-            return self.everything, {"keys": keys}
-        return self.select.where(visible).where(self.key.in_(keys)).order_by(*self.order_by), None
+            return self.everything.rows(session.connection(), {"keys": keys})
+        return _rows(session, self.select.where(visible).where(self.key.in_(keys)).order_by(*self.order_by))
 
 
 class RowPlan:
@@ -88,6 +91,8 @@ class RowPlan:
         self.columns = [getattr(resource.model, name) if name not in resource.hybrids
                         else getattr(resource.model, name).label(name) for name in columns]
         self.select = select(*self.columns)   # built once: requests add their WHERE, ORDER BY and LIMIT
+        # The row with an id, for a caller who sees every row: built once, run on the driver.
+        self.by_id = Prebuilt(lambda _: self.select.where(resource.model.id == bindparam("id")))
         self.hops = hops
 
     @classmethod
@@ -125,7 +130,15 @@ class RowPlan:
     def read(self, session, ctx, stmt, limit=None):
         """The rows of `stmt` (this plan's select, narrowed), their include paths attached to
         the first `limit` of them; and whether there were more than `limit`."""
-        rows = self.wrap(_rows(session, stmt))
+        return self.attached(session, ctx, _rows(session, stmt), limit)
+
+    def read_id(self, session, ctx, id_):
+        """The row with this id (the caller sees every row of the type), its include paths attached."""
+        rows, _ = self.attached(session, ctx, self.by_id.rows(session.connection(), {"id": id_}))
+        return rows
+
+    def attached(self, session, ctx, rows, limit=None):
+        rows = self.wrap(rows)
         more = limit is not None and len(rows) > limit
         rows = rows[:limit]
         self.attach(session, ctx, rows)
@@ -138,8 +151,7 @@ class RowPlan:
             by_id, by_key = {}, {}
             names = hop.plan.names
             for start in range(0, len(keys), CHUNK_SIZE):
-                stmt, parameters = hop.statement(ctx, keys[start:start + CHUNK_SIZE])
-                for row in _rows(session, stmt, parameters):
+                for row in hop.rows(session, ctx, keys[start:start + CHUNK_SIZE]):
                     values = dict(zip(names, row[1:]))
                     obj = by_id.get(values["id"])
                     if obj is None:
