@@ -94,8 +94,7 @@ def main(argv=None):
     app = create_app()
     access = logging.getLogger("iam.access")
     for handler in access.handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(open(os.devnull, "w"))  # written and formatted as in production, then dropped
+        handler.stream = open(os.devnull, "w")  # formatted and written as in production, then dropped
     if not args.default_gc:
         from iam import gc_tuning
 

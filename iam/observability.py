@@ -12,13 +12,17 @@ number stays bounded. Under gunicorn with several workers, set PROMETHEUS_MULTIP
 clients that did not come through a proxy, or, with IAM_METRICS_TOKEN set, whoever
 presents that bearer token (and nobody else).
 """
+import atexit
 import hmac
 import ipaddress
 import itertools
 import json
 import logging
 import os
+import queue
 import re
+import sys
+import threading
 import time
 
 import orjson
@@ -140,10 +144,94 @@ def metrics():
     return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
 
 
+class BackgroundLineHandler(logging.Handler):
+    """Writes each record's line to a stream (stderr) from a thread of its own, in batches.
+
+    A request only formats its line and puts it on a queue. Writing it from the request's
+    thread cost a system call per request and, worse, a hand-over of the GIL to the server's
+    other threads while the write ran (a third of `GET /accounts/me`'s CPU in a gunicorn
+    worker with four threads). The writer thread takes every line waiting and writes them
+    together, in writes of at most PIPE_BUF bytes cut at line ends, so lines of several
+    workers sharing one pipe never interleave. Lines are written in order; what is queued
+    when the process exits is written first (atexit), and a worker forked from a process
+    that had a writer starts its own."""
+
+    CHUNK = 4096  # PIPE_BUF on Linux: a write to a pipe up to this size is never split
+
+    def __init__(self, stream=None):
+        super().__init__()
+        self.stream = stream if stream is not None else sys.stderr
+        self._pid = None
+        self._queue = None
+        self._thread = None
+        self._start_lock = threading.Lock()
+
+    def emit(self, record):
+        try:
+            line = self.format(record)
+        except Exception:  # noqa: BLE001 - as logging.StreamHandler: report, never raise into the request
+            self.handleError(record)
+            return
+        if self._pid != os.getpid():
+            self._start()
+        self._queue.put(line)
+
+    def _start(self):
+        with self._start_lock:
+            if self._pid == os.getpid():
+                return
+            self._queue = queue.SimpleQueue()
+            self._thread = threading.Thread(target=self._write_forever, args=(self._queue,),
+                                            name="iam-access-log", daemon=True)
+            self._thread.start()
+            self._pid = os.getpid()
+            atexit.register(self.close)
+
+    def _write_forever(self, lines):
+        while True:
+            line = lines.get()
+            if line is None:
+                return
+            batch = [line]
+            while len(batch) < 1000:
+                try:
+                    line = lines.get_nowait()
+                except queue.Empty:
+                    break
+                if line is None:
+                    self._write(batch)
+                    return
+                batch.append(line)
+            self._write(batch)
+
+    def _write(self, batch):
+        chunk, size = [], 0
+        try:
+            for line in batch:
+                if chunk and size + len(line) + 1 > self.CHUNK:
+                    self.stream.write("".join(chunk))
+                    self.stream.flush()
+                    chunk, size = [], 0
+                chunk.append(line + "\n")
+                size += len(line) + 1
+            if chunk:
+                self.stream.write("".join(chunk))
+                self.stream.flush()
+        except Exception:  # noqa: BLE001 - a closed or full stream loses lines, never the writer
+            pass
+
+    def close(self):
+        """Write what is queued and stop the writer (at exit; idempotent)."""
+        if self._pid == os.getpid() and self._thread is not None and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout=5)
+        super().close()
+
+
 def init_app(app):
     if not app.testing and not access_log.handlers:
         # Each line is the JSON document alone, ready for a log shipper.
-        handler = logging.StreamHandler()
+        handler = BackgroundLineHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         access_log.addHandler(handler)
         access_log.setLevel(logging.INFO)

@@ -101,6 +101,56 @@ def test_gunicorn_serves_the_app_with_the_shipped_configuration(tmp_path):
                     if l.startswith("iam_requests_total{") and 'endpoint="/healthz"' in l)
         assert float(line.rsplit(" ", 1)[1]) == 6.0
     assert "Booting worker" in output[0], output[0][-2000:]
+    # The workers' access lines (written by their background writers) are all there, whole,
+    # once the workers have stopped: the last ones were written at exit.
+    lines = [json.loads(l) for l in output[0].splitlines() if l.startswith('{"request_id"')]
+    assert [(l["path"], l["status"]) for l in lines].count(("/healthz", 200)) == 6, output[0][-3000:]
+
+
+def test_the_access_log_writer_keeps_every_line_whole_and_in_order(tmp_path):
+    """Eight threads log 2,000 lines each through one BackgroundLineHandler into a pipe: every
+    line arrives once, whole, in each thread's order; every write fits in PIPE_BUF; close()
+    writes what is still queued."""
+    import threading
+
+    from iam.observability import BackgroundLineHandler
+
+    class Pipe:
+        def __init__(self):
+            self.writes = []
+
+        def write(self, text):
+            self.writes.append(text)
+
+        def flush(self):
+            pass
+
+    pipe = Pipe()
+    handler = BackgroundLineHandler(pipe)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("tests.access-writer")
+    logger.propagate, logger.level = False, logging.INFO
+    logger.addHandler(handler)
+
+    def log(worker):
+        for n in range(2000):
+            logger.info(json.dumps({"worker": worker, "n": n, "pad": "x" * (n % 300)}))
+
+    try:
+        threads = [threading.Thread(target=log, args=(w,)) for w in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    assert all(len(write.encode()) <= BackgroundLineHandler.CHUNK and write.endswith("\n") for write in pipe.writes)
+    assert len(pipe.writes) < 16000  # batched: fewer writes than lines
+    lines = [json.loads(line) for line in "".join(pipe.writes).splitlines()]
+    assert len(lines) == 16000
+    for worker in range(8):
+        assert [line["n"] for line in lines if line["worker"] == worker] == list(range(2000))
 
 
 def test_gunicorn_takes_a_lowercase_log_level_and_cleans_up_its_metrics_directory(tmp_path):

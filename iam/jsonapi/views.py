@@ -87,6 +87,7 @@ class Api:
         self.on_change = on_change or (lambda *args: None)
         self.resources = {}
         self._aliases = {}
+        self._base_urls = {}  # (scheme, host, root path) -> the API's base URL (_base_url)
         blueprint.before_request(_check_uri_length)
         blueprint.after_request(_jsonapi_media_type)
 
@@ -124,10 +125,23 @@ class Api:
             session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         if authenticate and principal is None:
             principal = self._authenticate()
-        base = request.host_url.rstrip("/") + request.script_root + (self.blueprint.url_prefix or "")
-        ctx = RequestContext(self, principal, session, self.db.engine.dialect.name, base)
+        ctx = RequestContext(self, principal, session, self.db.engine.dialect.name, self._base_url())
         g.jsonapi_ctx = ctx
         return ctx
+
+    def _base_url(self):
+        """The API's URL as this request reached it (links are built on it). Werkzeug builds
+        `host_url` anew on every access (an IRI conversion); it is the same for every request
+        with the same scheme, host and root path, so it is kept, a bounded number of them (the
+        Host header is the client's)."""
+        key = (request.scheme, request.host, request.root_path)
+        base = self._base_urls.get(key)
+        if base is None:
+            if len(self._base_urls) >= 64:
+                self._base_urls.clear()
+            base = self._base_urls[key] = (request.host_url.rstrip("/") + request.script_root
+                                           + (self.blueprint.url_prefix or ""))
+        return base
 
     def begin(self, resource, action, authorize=True):
         """Media check, authentication and (unless the action targets one row) authorization."""
