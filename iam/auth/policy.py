@@ -358,12 +358,13 @@ def _role_reaches_person(ctx, grants, held, person):
 def _account_within_reach(ctx, grants, account):
     """Every IAM role of the account (valid now or later, held directly or through a group) is
     one the caller could grant."""
-    roles = ctx.session.scalars(select(AccountRole).where(AccountRole.account_id == account.id,
-                                                          AccountRole.name.in_(PRIVILEGED_ROLES))).all()
+    roles = ctx.session.execute(select(AccountRole.name, AccountRole.scopes, AccountRole.scope_organization_id)
+                                .where(AccountRole.account_id == account.id,
+                                       AccountRole.name.in_(PRIVILEGED_ROLES))).all()  # columns, not objects
     group_roles = ctx.session.execute(select(Group.organization_id, Group.roles)
                                       .join(group_members, group_members.c.group_id == Group.id)
                                       .where(group_members.c.account_id == account.id)).all()
-    roles = [(role.name, role.scopes, role.scope_organization_id) for role in roles] + [
+    roles = [tuple(role) for role in roles] + [
         (r["name"], r.get("scopes"), group_org) for group_org, listed in group_roles for r in listed
         if r["name"] in PRIVILEGED_ROLES]
     if not roles:
