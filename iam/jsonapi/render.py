@@ -12,6 +12,7 @@ is then a loop of dict building, with the output marshmallow-jsonapi gave.
 """
 from datetime import date, timezone
 from operator import itemgetter
+from types import SimpleNamespace
 
 import marshmallow as ma
 from marshmallow import fields as ma_fields
@@ -103,7 +104,7 @@ class _Fast:
 
     def __init__(self, plain):
         self.keys = tuple(key for key, _, _ in plain)
-        attrs = [attr for _, attr, _ in plain]
+        self.attrs = attrs = [attr for _, attr, _ in plain]
         self.values = (lambda d: (d[attrs[0]],)) if len(attrs) == 1 else itemgetter(*attrs)
         self.conversions = [(key, convert) for key, _, convert in plain if convert is not None]
 
@@ -162,11 +163,20 @@ class Renderer:
         Every primary object is registered before any relationship is followed, so a row
         that is both primary and reached through an include path is not included again."""
         plan = plan_for(schema_class)
-        view, items, kind, render = self._view(plan), self.items, plan.type, self._item
+        view, items, kind = self._view(plan), self.items, plan.type
         data = []
-        for obj in objs:
-            item = items[(kind, obj.id)] = render(plan, obj, view)
-            data.append(item)
+        by_position = self._by_position(plan, view, type(objs[0])) if objs and isinstance(objs[0], tuple) else None
+        if by_position is not None:
+            for obj in objs:
+                item = items[(kind, obj.id)] = by_position(obj)
+                data.append(item)
+        else:
+            if objs and isinstance(objs[0], tuple):  # named tuples this fieldset cannot render by position
+                objs = [SimpleNamespace(**row._asdict()) for row in objs]
+            render = self._item
+            for obj in objs:
+                item = items[(kind, obj.id)] = render(plan, obj, view)
+                data.append(item)
         if tree:
             for obj, item in zip(objs, data):
                 self._follow_all(plan, obj, item, tree)
@@ -200,6 +210,48 @@ class Renderer:
             relationships = [(name, rel) for name, rel in plan.relationships.items() if names is None or name in names]
             view = self.views[plan.type] = (attributes, fast, relationships)
         return view
+
+    def _by_position(self, plan, view, row_class):
+        """For rows read as named tuples (rows.py): a function row -> resource object that
+        reads the values by position, as `_item` renders them. None when a rendered value is
+        not a plain column of the row (then `_item` renders each row)."""
+        attributes, fast, relationships = view
+        fields = row_class._fields
+        if plan.plain is None or (attributes and fast is None):
+            return None
+        try:
+            id_at = fields.index("id")
+            at = [fields.index(attr) for attr in fast.attrs] if fast is not None else []
+            links = [(name, rel.type_, fields.index(rel.fk) if rel.fk is not None else None)
+                     for name, rel in relationships]
+        except ValueError:
+            return None
+        keys = fast.keys if fast is not None else ()
+        conversions = fast.conversions if fast is not None else ()
+        values = (lambda row: (row[at[0]],)) if len(at) == 1 else itemgetter(*at) if at else None
+        kind, base = plan.type, f"{self.base_url}/{plan.type}/"
+
+        def render(row):
+            id_ = str(row[id_at])
+            own = base + id_
+            item = {"type": kind, "id": id_}
+            if keys:
+                rendered = item["attributes"] = dict(zip(keys, values(row)))
+                for key, convert in conversions:
+                    value = rendered[key]
+                    if value is not None:
+                        rendered[key] = convert(value)
+            if links:
+                relationships = item["relationships"] = {}
+                for name, type_, fk_at in links:
+                    relationship = {"links": {"self": f"{own}/relationships/{name}", "related": f"{own}/{name}"}}
+                    if fk_at is not None:
+                        value = row[fk_at]
+                        relationship["data"] = None if value is None else {"type": type_, "id": str(value)}
+                    relationships[name] = relationship
+            item["links"] = {"self": own}
+            return item
+        return render
 
     def _item(self, plan, obj, view=None):
         attributes, fast, relationships = view or self._view(plan)

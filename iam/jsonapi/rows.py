@@ -16,12 +16,13 @@ each restricted to what the caller may see (`Resource.visible`), so includes see
 a list of the target would. Anything else (a computed attribute, a relationship of a type
 to itself, a composite key) keeps the ORM path: `RowPlan.build` returns None.
 """
+from collections import namedtuple
 from functools import lru_cache
 
 from sqlalchemy import any_, bindparam, select
 
 from .driver import ROW_READ, Prebuilt
-from .render import include_tree
+from .render import include_tree, plan_for
 # One query per include path even when a full page fans out (roles.account): below the
 # bind-parameter limits of both SQLite and PostgreSQL.
 CHUNK_SIZE = 30000
@@ -91,6 +92,10 @@ class RowPlan:
         self.columns = [getattr(resource.model, name) if name not in resource.hybrids
                         else getattr(resource.model, name).label(name) for name in columns]
         self.select = select(*self.columns)   # built once: requests add their WHERE, ORDER BY and LIMIT
+        # Rows nothing is attached to are named tuples (built in C, their columns as attributes,
+        # rendered by position: render.py); rows that get related rows attached are `Loaded`.
+        self.tuple_class = (_named_tuple(self.names) if not hops and plan_for(resource.schema_class).plain is not None
+                            else None)
         # The row with an id, for a caller who sees every row: built once, run on the driver.
         self.by_id = Prebuilt(lambda _: self.select.where(resource.model.id == bindparam("id")))
         self.hops = hops
@@ -124,6 +129,8 @@ class RowPlan:
         return cls(resource, sorted(columns | extra), hops)
 
     def wrap(self, rows):
+        if self.tuple_class is not None:
+            return list(map(self.tuple_class._make, rows))
         names = self.names
         return [Loaded(dict(zip(names, row))) for row in rows]
 
@@ -175,6 +182,13 @@ def _rows(session, stmt, parameters=None):
     Rows are read by position: the result need not map this statement's column objects to
     the cached statement's (ROW_READ), which costs a comparison of column expressions each."""
     return session.connection().execute(stmt, parameters, execution_options=ROW_READ).all()
+
+
+def _named_tuple(names):
+    try:
+        return namedtuple("Row", names)
+    except ValueError:  # a column name a named tuple cannot carry (a keyword, a leading underscore)
+        return None
 
 
 @lru_cache(maxsize=512)
