@@ -69,6 +69,31 @@ def measure(app, environs, requests):
     return statistics.median(cpu), statistics.median(wall)
 
 
+def prepare(url, access_log=True, tuned_gc=True):
+    """(the app as production configures it, an admin's access token, the shapes by name)."""
+    shapes = {shape.name: shape for shape in build_shapes(discover(libpq_url(url)))}
+    os.environ.update({"IAM_DATABASE_URL": url, "IAM_ENV": "production", "IAM_LOG_LEVEL": "WARNING",
+                       "IAM_SECRET_KEY": os.environ.get("IAM_SECRET_KEY") or "bench-cpu-" + "x" * 40,
+                       "IAM_BOOTSTRAP_ADMIN_EMAIL": "", "IAM_BOOTSTRAP_ADMIN_PASSWORD": "",
+                       "IAM_RATELIMIT_STORAGE_URL": "memory://"})
+    if not access_log:
+        os.environ["IAM_ACCESS_LOG"] = "0"
+    from iam import create_app
+
+    app = create_app()
+    access = logging.getLogger("iam.access")
+    for handler in access.handlers:
+        handler.stream = open(os.devnull, "w")  # formatted and written as in production, then dropped
+    if tuned_gc:
+        from iam import gc_tuning
+
+        gc_tuning.tune()  # as gunicorn.conf.py's post_worker_init does in every worker
+    login = app.test_client().post(f"{API_PREFIX}/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+    if login.status_code != 200:
+        raise SystemExit(f"login answered {login.status_code}: {login.get_data(as_text=True)[:300]}")
+    return app, login.get_json()["meta"]["token"], shapes
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.cpu", description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", help="the seeded benchmark database (default: $IAM_DATABASE_URL)")
@@ -81,29 +106,8 @@ def main(argv=None):
     parser.add_argument("--profile", action="store_true", help="cProfile the first shape, top functions by own time")
     args = parser.parse_args(argv)
 
-    url = database_url_from(args.database_url)
-    shapes = {shape.name: shape for shape in build_shapes(discover(libpq_url(url)))}
-    os.environ.update({"IAM_DATABASE_URL": url, "IAM_ENV": "production", "IAM_LOG_LEVEL": "WARNING",
-                       "IAM_SECRET_KEY": os.environ.get("IAM_SECRET_KEY") or "bench-cpu-" + "x" * 40,
-                       "IAM_BOOTSTRAP_ADMIN_EMAIL": "", "IAM_BOOTSTRAP_ADMIN_PASSWORD": "",
-                       "IAM_RATELIMIT_STORAGE_URL": "memory://"})
-    if args.no_access_log:
-        os.environ["IAM_ACCESS_LOG"] = "0"
-    from iam import create_app
-
-    app = create_app()
-    access = logging.getLogger("iam.access")
-    for handler in access.handlers:
-        handler.stream = open(os.devnull, "w")  # formatted and written as in production, then dropped
-    if not args.default_gc:
-        from iam import gc_tuning
-
-        gc_tuning.tune()  # as gunicorn.conf.py's post_worker_init does in every worker
-    client = app.test_client()
-    login = client.post(f"{API_PREFIX}/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
-    if login.status_code != 200:
-        raise SystemExit(f"login answered {login.status_code}: {login.get_data(as_text=True)[:300]}")
-    token = login.get_json()["meta"]["token"]
+    app, token, shapes = prepare(database_url_from(args.database_url), access_log=not args.no_access_log,
+                                 tuned_gc=not args.default_gc)
     print(f"{'shape':<13} {'cpu ms/req':>10} {'wall ms/req':>11}")
     for k, name in enumerate(n.strip() for n in args.shapes.split(",") if n.strip()):
         shape = shapes[name]
