@@ -74,6 +74,10 @@ def before_after(before, after):
 
 def main(argv=None):
     argv = argv if argv is not None else sys.argv[1:]
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: python -m bench.report RESULT.json ... | --compare before.json after.json\n\n"
+              "Markdown tables from bench.load --output files (a soak file gives its memory table).")
+        return 0 if argv else 2
     if argv[:1] == ["--compare"]:
         if len(argv) != 3:
             raise SystemExit("usage: python -m bench.report --compare before.json after.json")
