@@ -157,6 +157,10 @@ class BackgroundLineHandler(logging.Handler):
     that had a writer starts its own."""
 
     CHUNK = 4096  # PIPE_BUF on Linux: a write to a pipe up to this size is never split
+    # Lines waiting at most. When the stream stalls (a log shipper that stopped reading the
+    # pipe), requests go on and lines beyond this are dropped and counted, instead of the
+    # queue growing without bound; the writer reports how many in a line of its own.
+    MAX_QUEUED = 10_000
 
     def __init__(self, stream=None):
         super().__init__()
@@ -165,6 +169,7 @@ class BackgroundLineHandler(logging.Handler):
         self._queue = None
         self._thread = None
         self._start_lock = threading.Lock()
+        self.dropped = 0
 
     def emit(self, record):
         try:
@@ -174,6 +179,9 @@ class BackgroundLineHandler(logging.Handler):
             return
         if self._pid != os.getpid():
             self._start()
+        if self._queue.qsize() >= self.MAX_QUEUED:
+            self.dropped += 1
+            return
         self._queue.put(line)
 
     def _start(self):
@@ -205,6 +213,9 @@ class BackgroundLineHandler(logging.Handler):
             self._write(batch)
 
     def _write(self, batch):
+        dropped, self.dropped = self.dropped, 0
+        if dropped:
+            batch.append(orjson.dumps({"event": "access_log_lines_dropped", "lines": dropped}).decode())
         chunk, size = [], 0
         try:
             for line in batch:

@@ -171,3 +171,47 @@ def test_an_access_log_value_orjson_refuses_is_written_by_the_standard_library()
 
     assert json.loads(_json({"path": "/a\udc80b", "status": 200})) == {"path": "/a\udc80b", "status": 200}
     assert _json({"path": "/x"}) == '{"path":"/x"}'
+
+
+def test_a_stalled_access_log_stream_drops_and_counts_lines_instead_of_growing():
+    """The stream stops taking writes (a log shipper that stopped reading): requests keep
+    logging without blocking, the queue stays bounded, and once the stream moves again the
+    writer says how many lines were dropped."""
+    import threading
+
+    from iam.observability import BackgroundLineHandler
+
+    class StalledPipe:
+        def __init__(self):
+            self.flowing = threading.Event()
+            self.writes = []
+
+        def write(self, text):
+            self.flowing.wait(timeout=30)
+            self.writes.append(text)
+
+        def flush(self):
+            pass
+
+    pipe = StalledPipe()
+    handler = BackgroundLineHandler(pipe)
+    handler.MAX_QUEUED = 50
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("tests.access-stalled")
+    logger.propagate, logger.level = False, logging.INFO
+    logger.addHandler(handler)
+    try:
+        started = time.monotonic()
+        for n in range(500):
+            logger.info(json.dumps({"n": n}))
+        assert time.monotonic() - started < 5  # nothing waited on the stream
+        assert handler._queue.qsize() <= 50
+        pipe.flowing.set()
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    lines = [json.loads(line) for line in "".join(pipe.writes).splitlines()]
+    written = [line["n"] for line in lines if "n" in line]
+    dropped = sum(line["lines"] for line in lines if line.get("event") == "access_log_lines_dropped")
+    assert written == sorted(written) and len(written) < 500
+    assert len(written) + dropped == 500

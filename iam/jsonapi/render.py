@@ -12,7 +12,6 @@ is then a loop of dict building, with the output marshmallow-jsonapi gave.
 """
 from datetime import date, timezone
 from operator import itemgetter
-from types import SimpleNamespace
 
 import marshmallow as ma
 from marshmallow import fields as ma_fields
@@ -142,6 +141,14 @@ def include_tree(paths):
     return tree
 
 
+def _relationship(own, name, type_, has_linkage, key):
+    """A relationship object: its links, and its linkage when the row holds the foreign key."""
+    relationship = {"links": {"self": f"{own}/relationships/{name}", "related": f"{own}/{name}"}}
+    if has_linkage:
+        relationship["data"] = None if key is None else {"type": type_, "id": str(key)}
+    return relationship
+
+
 class Renderer:
     """Renders one document's resource objects: primary data and everything included.
 
@@ -165,14 +172,12 @@ class Renderer:
         plan = plan_for(schema_class)
         view, items, kind = self._view(plan), self.items, plan.type
         data = []
-        by_position = self._by_position(plan, view, type(objs[0])) if objs and isinstance(objs[0], tuple) else None
-        if by_position is not None:
+        if objs and isinstance(objs[0], tuple):  # named tuples (rows.py: a plan with nothing to attach)
+            render = self._by_position(plan, view, type(objs[0]))
             for obj in objs:
-                item = items[(kind, obj.id)] = by_position(obj)
+                item = items[(kind, obj.id)] = render(obj)
                 data.append(item)
         else:
-            if objs and isinstance(objs[0], tuple):  # named tuples this fieldset cannot render by position
-                objs = [SimpleNamespace(**row._asdict()) for row in objs]
             render = self._item
             for obj in objs:
                 item = items[(kind, obj.id)] = render(plan, obj, view)
@@ -212,20 +217,15 @@ class Renderer:
         return view
 
     def _by_position(self, plan, view, row_class):
-        """For rows read as named tuples (rows.py): a function row -> resource object that
-        reads the values by position, as `_item` renders them. None when a rendered value is
-        not a plain column of the row (then `_item` renders each row)."""
-        attributes, fast, relationships = view
+        """For rows read as named tuples: a function row -> resource object that reads the
+        values by position, as `_item` renders them. RowPlan makes named tuples only for types
+        whose every attribute is a plain column (`plan.plain`), and selects the id, each
+        rendered column and each rendered relationship's foreign key."""
+        _, fast, relationships = view
         fields = row_class._fields
-        if plan.plain is None or (attributes and fast is None):
-            return None
-        try:
-            id_at = fields.index("id")
-            at = [fields.index(attr) for attr in fast.attrs] if fast is not None else []
-            links = [(name, rel.type_, fields.index(rel.fk) if rel.fk is not None else None)
-                     for name, rel in relationships]
-        except ValueError:
-            return None
+        id_at = fields.index("id")
+        at = [fields.index(attr) for attr in fast.attrs] if fast is not None else []
+        links = [(name, rel.type_, fields.index(rel.fk) if rel.fk is not None else None) for name, rel in relationships]
         keys = fast.keys if fast is not None else ()
         conversions = fast.conversions if fast is not None else ()
         values = (lambda row: (row[at[0]],)) if len(at) == 1 else itemgetter(*at) if at else None
@@ -242,13 +242,9 @@ class Renderer:
                     if value is not None:
                         rendered[key] = convert(value)
             if links:
-                relationships = item["relationships"] = {}
-                for name, type_, fk_at in links:
-                    relationship = {"links": {"self": f"{own}/relationships/{name}", "related": f"{own}/{name}"}}
-                    if fk_at is not None:
-                        value = row[fk_at]
-                        relationship["data"] = None if value is None else {"type": type_, "id": str(value)}
-                    relationships[name] = relationship
+                item["relationships"] = {name: _relationship(own, name, type_, fk_at is not None,
+                                                             None if fk_at is None else row[fk_at])
+                                         for name, type_, fk_at in links}
             item["links"] = {"self": own}
             return item
         return render
@@ -261,13 +257,9 @@ class Renderer:
             values = fast.render(obj) if fast is not None else None
             item["attributes"] = values if values is not None else {key: get(obj) for key, get in attributes}
         if relationships:
-            rendered = item["relationships"] = {}
-            for name, rel in relationships:
-                relationship = {"links": {"self": f"{own}/relationships/{name}", "related": f"{own}/{name}"}}
-                if rel.fk is not None:
-                    value = getattr(obj, rel.fk)
-                    relationship["data"] = None if value is None else {"type": rel.type_, "id": str(value)}
-                rendered[name] = relationship
+            item["relationships"] = {name: _relationship(own, name, rel.type_, rel.fk is not None,
+                                                         None if rel.fk is None else getattr(obj, rel.fk))
+                                     for name, rel in relationships}
         item["links"] = {"self": own}
         return item
 

@@ -22,7 +22,8 @@ from sqlalchemy.types import TypeDecorator
 
 from . import filters as f
 from .errors import JsonApiError, JsonApiErrors, bad_request, conflict, invalid_field, json_pointer
-from .rows import CHUNK_SIZE as INCLUDE_CHUNK_SIZE, ROW_READ, RowPlan
+from .driver import ROW_READ
+from .rows import CHUNK_SIZE as INCLUDE_CHUNK_SIZE, RowPlan
 from .schema import Rel
 
 
@@ -310,19 +311,24 @@ class Resource:
         plan = RowPlan.build(self, spec, extra={"version"} & set(self.mapper.columns.keys()))
         if plan is None:
             return self.get(ctx, id_, spec)
-        predicate = self._id_is(id_)
-        if self.visible(ctx) is None:
+        self._check_id(id_)
+        visible = self.visible(ctx)
+        if visible is None:
             rows = plan.read_id(ctx.session, ctx, id_)
         else:
-            rows, _ = plan.read(ctx.session, ctx, self.base_select(ctx, plan.select).where(predicate))
+            rows, _ = plan.read(ctx.session, ctx, plan.select.where(visible, self.model.id == id_))
         if not rows:
             raise self.not_found(id_)
         return rows[0]
 
-    def _id_is(self, id_):
-        """The predicate "the row with this id" (a 404 for an id no row can have)."""
+    def _check_id(self, id_):
+        """A 404 for an id no row can have."""
         if not isinstance(id_, int) or not 0 < id_ < 2 ** 31:
             raise self.not_found(id_)
+
+    def _id_is(self, id_):
+        """The predicate "the row with this id" (a 404 for an id no row can have)."""
+        self._check_id(id_)
         return self.model.id == id_
 
     def get(self, ctx, id_, spec=None, for_update=False):

@@ -23,6 +23,7 @@ from sqlalchemy import any_, bindparam, select
 
 from .driver import ROW_READ, Prebuilt
 from .render import include_tree, plan_for
+
 # One query per include path even when a full page fans out (roles.account): below the
 # bind-parameter limits of both SQLite and PostgreSQL.
 CHUNK_SIZE = 30000

@@ -76,7 +76,10 @@ def test_statement_listeners_see_it(app, grants, count_queries):
     with count_queries() as statements, app.app_context():
         _PRINCIPAL.rows(db.session.connection(), grants)
         done = []
-        listener = lambda *args: done.append(args[2])  # noqa: E731
+
+        def listener(conn, cursor, statement, *args):
+            done.append(statement)
+
         event.listen(db.engine, "after_cursor_execute", listener)
         try:
             _PRINCIPAL.rows(db.session.connection(), grants)

@@ -383,3 +383,19 @@ def test_an_invitation_s_organization_stays_fixed_through_its_relationship_too(a
     assert error["code"] == "read_only" and error["source"] == {"pointer": "/data/relationships/organization/data"}
     stored = assert_jsonapi(admin.get(f"/invitations/{invitation_id}"), 200)["data"]
     assert stored["attributes"]["organization_id"] == world["org"].id
+
+
+def test_links_follow_the_host_and_scheme_each_request_came_by(app, factory, admin_account):
+    """The API's base URL is kept per (scheme, host, root path): every request's links still
+    name the host it came by, past the bound on how many are kept."""
+    from tests.helpers import API
+
+    headers = {"Authorization": f"Bearer {factory.token(admin_account)}", "Accept": "application/vnd.api+json"}
+    client = app.test_client()
+    for n in range(70):
+        for scheme in ("http", "https"):
+            host = f"h{n}.example"
+            body = client.get(f"{API}/accounts/{admin_account.id}", base_url=f"{scheme}://{host}",
+                              headers=headers).get_json()
+            assert body["links"]["self"] == f"{scheme}://{host}{API}/accounts/{admin_account.id}", body
+            assert body["data"]["links"]["self"].startswith(f"{scheme}://{host}{API}/"), body
