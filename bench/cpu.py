@@ -10,7 +10,8 @@ no gunicorn, no sockets, no other thread. For each shape it prints the CPU time 
 process per request (`time.process_time`: the app, SQLAlchemy and psycopg's client side;
 PostgreSQL's own work is another process) and the wall time per request, the median of
 five batches. `--profile` runs the first shape under cProfile and prints the top functions
-by own time.
+by own time; `--baseline` measures bench/baseline.py's WSGI function the same way (the app
+still logs in and issues the token, which the baseline accepts).
 
 This is the figure issue 12 sets a target for (`/accounts/me` under 0.6 ms); bench.load's
 `cpu/req` column adds gunicorn's own work per request (parsing, socket writes, threads).
@@ -104,10 +105,16 @@ def main(argv=None):
     parser.add_argument("--default-gc", action="store_true",
                         help="leave the garbage collector as CPython sets it (default: tuned as gunicorn.conf.py does)")
     parser.add_argument("--profile", action="store_true", help="cProfile the first shape, top functions by own time")
+    parser.add_argument("--baseline", action="store_true",
+                        help="measure bench/baseline.py's WSGI function instead, with the same token and requests")
     args = parser.parse_args(argv)
 
     app, token, shapes = prepare(database_url_from(args.database_url), access_log=not args.no_access_log,
                                  tuned_gc=not args.default_gc)
+    if args.baseline:
+        from . import baseline
+
+        app = baseline.application
     print(f"{'shape':<13} {'cpu ms/req':>10} {'wall ms/req':>11}")
     for k, name in enumerate(n.strip() for n in args.shapes.split(",") if n.strip()):
         shape = shapes[name]

@@ -172,10 +172,10 @@ class Renderer:
         plan = plan_for(schema_class)
         view, items, kind = self._view(plan), self.items, plan.type
         data = []
-        if objs and isinstance(objs[0], tuple):  # named tuples (rows.py: a plan with nothing to attach)
-            render = self._by_position(plan, view, type(objs[0]))
+        if objs and hasattr(objs[0], "_fields"):  # rows read by position (rows.py: a plan with nothing to attach)
+            render, id_at = self._by_position(plan, view, objs[0]._fields)
             for obj in objs:
-                item = items[(kind, obj.id)] = render(obj)
+                item = items[(kind, obj[id_at])] = render(obj)
                 data.append(item)
         else:
             render = self._item
@@ -216,13 +216,13 @@ class Renderer:
             view = self.views[plan.type] = (attributes, fast, relationships)
         return view
 
-    def _by_position(self, plan, view, row_class):
-        """For rows read as named tuples: a function row -> resource object that reads the
-        values by position, as `_item` renders them. RowPlan makes named tuples only for types
+    def _by_position(self, plan, view, fields):
+        """For rows read by position (SQLAlchemy's rows, or named tuples; `fields`: their column
+        names in order): (a function row -> resource object that reads the values by position,
+        as `_item` renders them, the position of the id). RowPlan reads rows so only for types
         whose every attribute is a plain column (`plan.plain`), and selects the id, each
         rendered column and each rendered relationship's foreign key."""
         _, fast, relationships = view
-        fields = row_class._fields
         id_at = fields.index("id")
         at = [fields.index(attr) for attr in fast.attrs] if fast is not None else []
         links = [(name, rel.type_, fields.index(rel.fk) if rel.fk is not None else None) for name, rel in relationships]
@@ -247,7 +247,7 @@ class Renderer:
                                          for name, type_, fk_at in links}
             item["links"] = {"self": own}
             return item
-        return render
+        return render, id_at
 
     def _item(self, plan, obj, view=None):
         attributes, fast, relationships = view or self._view(plan)

@@ -93,10 +93,14 @@ class RowPlan:
         self.columns = [getattr(resource.model, name) if name not in resource.hybrids
                         else getattr(resource.model, name).label(name) for name in columns]
         self.select = select(*self.columns)   # built once: requests add their WHERE, ORDER BY and LIMIT
-        # Rows nothing is attached to are named tuples (built in C, their columns as attributes,
-        # rendered by position: render.py); rows that get related rows attached are `Loaded`.
+        # Rows nothing is attached to are rendered by position (render.py): SQLAlchemy's own
+        # result rows as they come (built in C; their columns as attributes under `_fields`)
+        # when their keys are the plan's names, else named tuples; rows that get related rows
+        # attached are `Loaded`. The driver's rows (plain tuples) become named tuples.
         self.tuple_class = (_named_tuple(self.names) if not hops and plan_for(resource.schema_class).plain is not None
                             else None)
+        self.rows_as_read = (self.tuple_class is not None
+                             and list(self.select.selected_columns.keys()) == list(self.names))
         # The row with an id, for a caller who sees every row: built once, run on the driver.
         self.by_id = Prebuilt(lambda _: self.select.where(resource.model.id == bindparam("id")))
         self.hops = hops
@@ -131,6 +135,8 @@ class RowPlan:
 
     def wrap(self, rows):
         if self.tuple_class is not None:
+            if self.rows_as_read and (not rows or hasattr(rows[0], "_fields")):
+                return rows
             return list(map(self.tuple_class._make, rows))
         names = self.names
         return [Loaded(dict(zip(names, row))) for row in rows]
