@@ -1,6 +1,8 @@
 """iam: an identity and access management server speaking JSON:API."""
 import logging
 import os
+import weakref
+from types import FunctionType
 
 from flask import Flask, has_request_context, request
 from flask.sessions import SessionInterface
@@ -12,9 +14,28 @@ from .extensions import db, migrate, safe_session_teardown
 from .jsonapi.encoding import OrjsonProvider
 
 
+class IamFlask(Flask):
+    """Flask, deciding once per function whether a hook or view is a coroutine function.
+
+    Flask asks `inspect.iscoroutinefunction` of every before/after/teardown hook and of the
+    view on every request (about ten times a GET), for functions that never change. Plain
+    functions found synchronous are remembered (weakly: a function made per request, as
+    `after_this_request` takes, is not kept alive); anything else is asked every time."""
+
+    _synchronous = weakref.WeakSet()
+
+    def ensure_sync(self, func):
+        if type(func) is FunctionType and func in self._synchronous:
+            return func
+        made = super().ensure_sync(func)
+        if made is func and type(func) is FunctionType:
+            self._synchronous.add(func)
+        return made
+
+
 def create_app(overrides=None):
     """The application factory; `overrides` are config values that win over the environment."""
-    app = Flask(__name__, instance_path=os.environ.get("IAM_INSTANCE_PATH") or None,
+    app = IamFlask(__name__, instance_path=os.environ.get("IAM_INSTANCE_PATH") or None,
                 instance_relative_config=True)
     app.json = OrjsonProvider(app)
     os.makedirs(app.instance_path, exist_ok=True)

@@ -58,6 +58,16 @@ def _query():
 # and restarts without a system call per request; a correlation id, not a secret).
 _ID_PREFIX = os.urandom(8).hex()
 _ids = itertools.count(1)
+
+
+def _new_id_prefix():
+    """A forked process (a gunicorn worker of a preloaded app) takes a prefix of its own: the
+    master's, with a counter starting over in every worker, would repeat ids across workers."""
+    global _ID_PREFIX, _ids
+    _ID_PREFIX, _ids = os.urandom(8).hex(), itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_new_id_prefix)
 # The metric children of each (method, endpoint, status): labels() takes a lock and builds a
 # key on every call; a request needs only to find its two.
 _children = {}
@@ -92,7 +102,7 @@ def _finish(response):
     if current_app.config.get("IAM_ACCESS_LOG", True) and access_log.isEnabledFor(logging.INFO):
         principal = g.get("principal")
         environ = request.environ
-        access_log.info(_json({
+        _log_line(_json({
             "request_id": g.iam_request_id, "method": method, "path": request.path,
             "query": _query() if environ.get("QUERY_STRING") else {},
             "endpoint": endpoint, "status": status, "duration_ms": round(elapsed * 1000, 2),
@@ -101,6 +111,20 @@ def _finish(response):
             "account_id": principal.account_id if principal is not None else None,
         }))
     return response
+
+
+def _log_line(line):
+    """The access-log line to its writer: straight onto the queue when the logger's one handler is
+    the writer set up by init_app and nothing else sees the record (no filter, no other handler,
+    no propagation), which saves the logging module's record (a LogRecord, the caller's frame,
+    the thread's and process's names) on every request; through the logger otherwise."""
+    handlers = access_log.handlers
+    if (len(handlers) == 1 and type(handlers[0]) is BackgroundLineHandler and not access_log.propagate
+            and not access_log.filters and not handlers[0].filters and handlers[0].level <= logging.INFO
+            and handlers[0].formatter is _PLAIN):
+        handlers[0].put(line)
+    else:
+        access_log.info(line)
 
 
 def _json(line):
@@ -144,6 +168,10 @@ def metrics():
     return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
 
 
+# The access log's format: the line alone (its JSON document, ready for a log shipper).
+_PLAIN = logging.Formatter("%(message)s")
+
+
 class BackgroundLineHandler(logging.Handler):
     """Writes each record's line to a stream (stderr) from a thread of its own, in batches.
 
@@ -177,6 +205,10 @@ class BackgroundLineHandler(logging.Handler):
         except Exception:  # noqa: BLE001 - as logging.StreamHandler: report, never raise into the request
             self.handleError(record)
             return
+        self.put(line)
+
+    def put(self, line):
+        """Queue one formatted line."""
         if self._pid != os.getpid():
             self._start()
         if self._queue.qsize() >= self.MAX_QUEUED:
@@ -243,7 +275,7 @@ def init_app(app):
     if not app.testing and not access_log.handlers:
         # Each line is the JSON document alone, ready for a log shipper.
         handler = BackgroundLineHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.setFormatter(_PLAIN)
         access_log.addHandler(handler)
         access_log.setLevel(logging.INFO)
         access_log.propagate = False

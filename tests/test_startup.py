@@ -1,12 +1,14 @@
 """Start-up under many processes: real gunicorn masters whose workers all boot at once on a new
 database with the bootstrap admin configured.
 
-Every worker imports the app and so runs the bootstrap; a worker that raises while booting
-makes gunicorn's master exit ("Worker failed to boot"), and the port is dead. Each case polls
-/healthz while the workers boot (every answer must be 200, the master must stay up), waits
-until each worker has logged what its bootstrap did, then looks in the database: exactly one
-admin, who can log in.
+With IAM_PRELOAD_APP=0 every worker imports the app and so runs the bootstrap; a worker that
+raises while booting makes gunicorn's master exit ("Worker failed to boot"), and the port is
+dead. With the shipped settings the master loads the app once and forks the workers. Each
+case polls /healthz while the workers boot (every answer must be 200, the master must stay
+up), waits until each bootstrap has logged what it did, then looks in the database: exactly
+one admin, who can log in.
 """
+import json
 import logging
 import multiprocessing
 import os
@@ -15,6 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -88,8 +91,12 @@ class Database:
 class Gunicorn:
     """A gunicorn master started as an operator would, its log in a file."""
 
-    def __init__(self, url, tmp_path, config_file=False):
+    def __init__(self, url, tmp_path, config_file=False, extra_args=""):
         self.port = free_port()
+        # The shipped settings preload the app in the master (one bootstrap). The other cases
+        # turn that off (gunicorn reads ./gunicorn.conf.py unless told another file): each
+        # worker loads the app, and bootstraps, itself, all at once.
+        self.bootstraps = 1 if config_file else WORKERS
         self.log_path = tmp_path / "gunicorn.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("IAM_", "PROMETHEUS_", "GUNICORN_"))}
         env.update({
@@ -105,7 +112,10 @@ class Gunicorn:
         if config_file:  # the shipped settings; worker count and address from the environment
             env.update({"IAM_BIND": f"127.0.0.1:{self.port}", "IAM_WORKERS": str(WORKERS), "IAM_THREADS": "2"})
             command += ["-c", "gunicorn.conf.py"]
+        if extra_args:
+            env["GUNICORN_CMD_ARGS"] = extra_args  # applied over the config file
         else:
+            env["IAM_PRELOAD_APP"] = "0"
             command += ["-w", str(WORKERS), "-b", f"127.0.0.1:{self.port}"]
         if _gunicorn_supports("control_socket_disable"):
             command.append("--no-control-socket")  # not the one shared path under $HOME
@@ -147,7 +157,7 @@ class Gunicorn:
             if status is not None:
                 assert status == 200, f"/healthz answered {status}:\n{self.output()[-4000:]}"
                 answered = answered or time.monotonic()
-            if settled is None and answered and len(self.bootstrap_lines()) >= WORKERS:
+            if settled is None and answered and len(self.bootstrap_lines()) >= self.bootstraps:
                 settled = time.monotonic()
             if settled and time.monotonic() - settled > 1:
                 break
@@ -194,9 +204,9 @@ def test_workers_booting_together_create_exactly_one_admin(fresh_database, gunic
 
 
 def test_the_shipped_config_starts_safely_even_when_the_account_exists(tmp_path, gunicorn):
-    """`gunicorn -c gunicorn.conf.py`; the bootstrap email already has an account (no role), so
-    the workers race to give that one row its admin role rather than to insert it. (SQLite
-    only, to keep this file quick: the last test races the same on PostgreSQL.)"""
+    """`gunicorn -c gunicorn.conf.py`; the bootstrap email already has an account (no role). The
+    shipped settings load the app once in the master, which gives that row its admin role once.
+    (SQLite only, to keep this file quick; the workers' race without preloading is the first test's.)"""
     url = f"sqlite:///{tmp_path / 'startup.db'}"
     database = Database(url)
     database.migrate()
@@ -205,6 +215,46 @@ def test_the_shipped_config_starts_safely_even_when_the_account_exists(tmp_path,
     lines = server.watch_boot()
     assert sum(f"bootstrap admin {EMAIL} created" in line for line in lines) == 1, lines
     _assert_one_admin_who_can_log_in(database, server)
+
+
+def test_recycled_workers_of_the_preloaded_app_serve_on_connections_of_their_own(fresh_database, gunicorn):
+    """The shipped settings preload the app: the master loads it (and its bootstrap opens
+    database connections) and forks every worker from it, also each worker that replaces one
+    recycled after max_requests (3 here). Every answer of many concurrent requests across
+    many worker generations is right (no worker uses a connection of the master's: the
+    bootstrap's pool is emptied, and gunicorn.conf.py's hooks forget any other); the app is
+    loaded and the admin bootstrapped once; request ids never repeat across workers (a forked
+    worker takes a prefix of its own: without it, every worker counted from the master's)."""
+    database = Database(fresh_database)
+    database.migrate()
+    server = gunicorn(fresh_database, config_file=True, extra_args="--max-requests 3 --max-requests-jitter 0")
+    lines = server.watch_boot()
+    assert sum(f"bootstrap admin {EMAIL} created" in line for line in lines) == 1, lines
+    login = requests.post(server.url + "/api/v3/iam/auth/login", json={"email": EMAIL, "password": PASSWORD},
+                          timeout=30)
+    assert login.status_code == 200, login.text
+    headers = {"Authorization": f"Bearer {login.json()['meta']['token']}"}
+
+    def client(_):
+        # A new connection each request: spread over the workers, at the same time (workers
+        # sharing a connection would interleave their statements on it), past their max_requests.
+        answers = []
+        for _ in range(10):
+            answer = requests.get(server.url + "/api/v3/iam/accounts/me", headers=headers, timeout=30)
+            answers.append((answer.status_code, answer.text, answer.headers.get("X-Request-ID")))
+        return answers
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = [answer for batch in pool.map(client, range(8)) for answer in batch]
+    assert [(status, text) for status, text, _ in answers if status != 200] == []
+    assert all(json.loads(text)["data"]["attributes"]["email"] == EMAIL for _, text, _ in answers)
+    ids = [request_id for _, _, request_id in answers]
+    assert len(set(ids)) == len(ids), ids
+    output = server.output()
+    assert output.count("Autorestarting worker after current request") >= 5, output[-3000:]
+    assert len(server.bootstrap_lines()) == 1, server.bootstrap_lines()
+    for sign in ("Worker failed to boot", "Exception in worker process", "Traceback"):
+        assert sign not in output, output[-4000:]
 
 
 def test_a_start_before_the_migrations_serves_and_creates_nothing(tmp_path, gunicorn):
