@@ -6,6 +6,7 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData, event
 
+from .jsonapi.connections import ReadBoundSession, close_read_connection
 from .jsonapi.errors import describe_database_error
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,9 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
+# Sessions bind to a read request's own connection when it has one (jsonapi/connections.py).
+db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION),
+                session_options={"class_": ReadBoundSession})
 
 
 
@@ -50,10 +53,12 @@ def _remove_session(exc=None):
     connections = transaction.connections if transaction is not None else ()  # acquires none
     try:
         db.session.remove()
+        close_read_connection()  # after the session that may have been bound to it
         return
     except Exception as error:  # noqa: BLE001 - nothing may escape a teardown
         log.warning("ending the database session failed, its connection is discarded: %s",
                     describe_database_error(error))
+    close_read_connection(invalidate=True)
     for connection in connections:
         try:
             connection.invalidate()  # closed, never handed to another request

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from .extensions import db
+from .jsonapi.connections import close_read_connection
 from .jsonapi.errors import describe_database_error
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ def _reset_request_state(before):
     except Exception:  # noqa: BLE001 - the connection is gone; closing below discards it
         pass
     db.session.close()
+    close_read_connection(invalidate=True)
     g.__dict__.clear()
     g.__dict__.update(before)
 

@@ -18,6 +18,7 @@ from sqlalchemy import Integer, bindparam, cast, literal_column, null, select, t
 
 from ..extensions import db
 from ..jsonapi.errors import unauthenticated
+from ..jsonapi.connections import connection_for
 from ..jsonapi.driver import Prebuilt
 from ..jsonapi.rows import Loaded
 from ..models import Account, AccountRole, AccountSession, ApiKey, Group, group_members, utcnow
@@ -153,7 +154,7 @@ def load_principal(account_id, session_id, now=None):
     only columns)."""
     now = now or utcnow()
     # Built once, run on the driver (iam/jsonapi/driver.py): read by position, no ORM.
-    rows = _PRINCIPAL.rows(db.session.connection(), {"session_id": session_id, "account_id": account_id})
+    rows = _PRINCIPAL.rows(connection_for(db.session), {"session_id": session_id, "account_id": account_id})
     if not rows:
         return None
     session, account, key = (_part(rows[0], index) for index in (_SESSION, _ACCOUNT, _KEY))

@@ -22,6 +22,7 @@ from sqlalchemy.types import TypeDecorator
 
 from . import filters as f
 from .errors import JsonApiError, JsonApiErrors, bad_request, conflict, invalid_field, json_pointer
+from .connections import connection_for
 from .driver import ROW_READ
 from .rows import CHUNK_SIZE as INCLUDE_CHUNK_SIZE, RowPlan
 from .schema import Rel
@@ -291,7 +292,7 @@ class Resource:
         session = ctx.session
         total = None
         if spec.count:  # everything that matches, wherever a cursor stands
-            total = session.connection().execute(select(func.count()).select_from(self.model).where(*predicates),
+            total = connection_for(session).execute(select(func.count()).select_from(self.model).where(*predicates),
                                                  execution_options=ROW_READ).scalar()
         if spec.after is not None:
             predicates.append(self.model.id > spec.after)  # keyset: no offset to skip, however deep

@@ -21,6 +21,7 @@ from functools import lru_cache
 
 from sqlalchemy import any_, bindparam, select
 
+from .connections import connection_for
 from .driver import ROW_READ, Prebuilt
 from .render import include_tree, plan_for
 
@@ -79,7 +80,7 @@ class _Hop:
         """The target rows of these parent keys that the caller may see: (parent key, *columns)."""
         visible = self.target.visible(ctx)
         if visible is None:
-            return self.everything.rows(session.connection(), {"keys": keys})
+            return self.everything.rows(connection_for(session), {"keys": keys})
         return _rows(session, self.select.where(visible).where(self.key.in_(keys)).order_by(*self.order_by))
 
 
@@ -148,7 +149,7 @@ class RowPlan:
 
     def read_id(self, session, ctx, id_):
         """The row with this id (the caller sees every row of the type), its include paths attached."""
-        rows, _ = self.attached(session, ctx, self.by_id.rows(session.connection(), {"id": id_}))
+        rows, _ = self.attached(session, ctx, self.by_id.rows(connection_for(session), {"id": id_}))
         return rows
 
     def attached(self, session, ctx, rows, limit=None):
@@ -188,7 +189,7 @@ def _rows(session, stmt, parameters=None):
     read back: Api.render_stored), so skipping the Session's autoflush changes nothing.
     Rows are read by position: the result need not map this statement's column objects to
     the cached statement's (ROW_READ), which costs a comparison of column expressions each."""
-    return session.connection().execute(stmt, parameters, execution_options=ROW_READ).all()
+    return connection_for(session).execute(stmt, parameters, execution_options=ROW_READ).all()
 
 
 def _named_tuple(names):

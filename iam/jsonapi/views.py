@@ -16,6 +16,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.urls import iri_to_uri
 
 from . import documents, encoding, query
+from .connections import open_read_connection
 from .errors import JsonApiError, conflict
 from .media import JSONAPI_MEDIA_TYPE, check_accept, read_json_body
 from .query import MAX_URI_LENGTH
@@ -113,19 +114,18 @@ class Api:
     def context(self, principal=None, authenticate=True):
         """The request context; authenticates unless told the endpoint is public."""
         session = self.db.session
-        if request.method in ("GET", "HEAD") and not session().in_transaction() \
-                and getattr(self.db.engine.dialect, "default_isolation_level", None) == "READ COMMITTED":
-            # A read needs no transaction on PostgreSQL: under READ COMMITTED each statement
-            # sees its own snapshot inside one as well, so BEGIN and ROLLBACK would only add
-            # two round trips. The writes a read makes (last-use bookkeeping) are single
-            # statements. SQLite's read transactions do give one snapshot, and cost no round
-            # trip: they stay. The pool restores the isolation level when the connection returns.
-            # (The dialect learns the database's default level on its first connection: a
-            # process's very first request runs in a transaction.)
-            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        engine = self.db.engine
+        if request.method in ("GET", "HEAD") and getattr(engine.dialect, "default_isolation_level", None) == \
+                "READ COMMITTED" and not (session.registry.has() and session().in_transaction()):
+            # A read on PostgreSQL runs on a connection of its own in autocommit, without an ORM
+            # Session unless it reads through the ORM (connections.py). The pool restores the
+            # isolation level when the connection returns. (The dialect learns the database's
+            # default level on its first connection: a process's very first request runs in
+            # a transaction.)
+            open_read_connection(engine)
         if authenticate and principal is None:
             principal = self._authenticate()
-        ctx = RequestContext(self, principal, session, self.db.engine.dialect.name, self._base_url())
+        ctx = RequestContext(self, principal, session, engine.dialect.name, self._base_url())
         g.jsonapi_ctx = ctx
         return ctx
 

@@ -72,3 +72,42 @@ def test_the_first_read_of_a_new_process_works(database_url, factory, admin_acco
     finally:
         with fresh.app_context():
             db.engine.dispose()
+
+
+READS = [
+    "/accounts/me",                                             # authentication's row only
+    "/accounts?page[size]=5",                                   # plain rows
+    "/accounts?included=roles,person,organization&count=true",  # rows, include paths, a count
+    "/accounts/{account}?included=roles",                       # one row and its include
+    "/organizations/{organization}/relationships/accounts",     # a relationship, through the ORM
+]
+
+
+@pytest.mark.parametrize("path", READS)
+def test_a_read_takes_one_pooled_connection_and_gives_it_back(app, factory, path):
+    """Each read uses one connection from the pool, whatever it reads through (Core rows, the
+    driver, the ORM: on PostgreSQL the Session is bound to the request's read connection), and
+    the pool has every connection back once the answer is made: also a caller whose visibility
+    is a predicate (an org admin), and again on the next request."""
+    from sqlalchemy import event
+
+    organization = factory.organization()
+    account = factory.account(organization_id=organization.id)
+    path = path.format(account=account.id, organization=organization.id)
+    org_admin = factory.account(organization_id=organization.id,
+                                roles=[{"name": "org_admin", "scopes": {"organization": [organization.id]}}])
+    with app.app_context():
+        pool = db.engine.pool
+    checkouts = []
+    listener = lambda *_: checkouts.append(1)  # noqa: E731
+    event.listen(pool, "checkout", listener)
+    try:
+        for caller in (factory.account(roles=["admin"]), org_admin):
+            client = ApiClient(app.test_client(), factory.token(caller))
+            for _ in range(2):
+                checkouts.clear()
+                assert_jsonapi(client.get(path), 200)
+                assert len(checkouts) == 1, (path, len(checkouts))
+                assert pool.checkedout() == 0
+    finally:
+        event.remove(pool, "checkout", listener)
