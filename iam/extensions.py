@@ -4,9 +4,10 @@ import weakref
 
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from flask_sqlalchemy.session import Session
 from sqlalchemy import MetaData, event
 
-from .jsonapi.connections import ReadBoundSession, close_read_connection
+from .jsonapi.connections import bound_to_read_connection, close_read_connection
 from .jsonapi.errors import describe_database_error
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,13 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-# Sessions bind to a read request's own connection when it has one (jsonapi/connections.py).
+class ReadBoundSession(Session):
+    """Flask-SQLAlchemy's Session, bound to a read request's own connection when it has one
+    (iam/jsonapi/connections.py)."""
+
+    get_bind = bound_to_read_connection(Session.get_bind)
+
+
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION),
                 session_options={"class_": ReadBoundSession})
 

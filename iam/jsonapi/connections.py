@@ -8,7 +8,7 @@ transaction, a connection for it and closing them all again cost about an eighth
 `GET /accounts/me` in the app's process. So `Api.context` opens one connection for the
 request, in autocommit (`open_read_connection`), reads run on it (`connection_for`), and a
 Session that the request does use (a read through the ORM) is bound to that same connection
-(`ReadBoundSession.get_bind`): one connection per request, as before. The connection goes
+(`bound_to_read_connection`): one connection per request, as before. The connection goes
 back to the pool when the request ends (`close_read_connection`, from the app's teardown),
 and is dropped if a request runs again after a lost connection (iam/reconnect.py).
 
@@ -16,7 +16,6 @@ SQLite keeps the Session's own transaction: its read transactions give one snaps
 whole request, and cost no round trip.
 """
 from flask import g, has_app_context
-from flask_sqlalchemy.session import Session
 
 _KEY = "jsonapi_read_connection"
 
@@ -62,12 +61,12 @@ def close_read_connection(invalidate=False):
         pass
 
 
-class ReadBoundSession(Session):
-    """Flask-SQLAlchemy's Session, bound to the request's read connection when it has one."""
-
-    def get_bind(self, mapper=None, clause=None, bind=None, **kwargs):
+def bound_to_read_connection(get_bind):
+    """Wrap a Session class's `get_bind`: the request's read connection when it has one."""
+    def bind(self, mapper=None, clause=None, bind=None, **kwargs):
         if bind is None:
             connection = read_connection()
             if connection is not None:
                 return connection
-        return super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
+        return get_bind(self, mapper=mapper, clause=clause, bind=bind, **kwargs)
+    return bind
