@@ -297,7 +297,7 @@ class Resource:
         if spec.after is not None:
             predicates.append(self.model.id > spec.after)  # keyset: no offset to skip, however deep
         plan = RowPlan.build(self, spec)
-        stmt = select(self.model).options(*self.loader_options(spec, ctx)) if plan is None else plan.select
+        stmt = select(self.model).options(*self.loader_options(spec, ctx)) if plan is None else plan.select_for(ctx)
         stmt = (stmt.where(*predicates).order_by(*self.order_by(spec))
                 .offset(spec.offset).limit(spec.page_size + 1))
         if plan is not None:
@@ -317,7 +317,7 @@ class Resource:
         if visible is None:
             rows = plan.read_id(ctx.session, ctx, id_)
         else:
-            rows, _ = plan.read(ctx.session, ctx, plan.select.where(visible, self.model.id == id_))
+            rows, _ = plan.read(ctx.session, ctx, plan.select_for(ctx).where(visible, self.model.id == id_))
         if not rows:
             raise self.not_found(id_)
         return rows[0]
