@@ -784,9 +784,9 @@ def login(environ, now):
             created = datetime.now(UTC)
             session_id = cur.execute(
                 "INSERT INTO account_sessions (account_id, api_key_id, user_agent, ip, last_used_at, expires_at, "
-                "revoked_at, read_only, created_at, updated_at, version) VALUES (%s, NULL, %s, %s, %s, %s, NULL, "
-                "false, %s, %s, 1) RETURNING id",
-                (account_id, user_agent, ip, now, session_expires, created, created)).fetchone()[0]
+                "revoked_at, read_only, amr, auth_time, created_at, updated_at, version) VALUES (%s, NULL, %s, %s, "
+                "%s, %s, NULL, false, '[\"pwd\"]', %s, %s, %s, 1) RETURNING id",
+                (account_id, user_agent, ip, now, session_expires, now, created, created)).fetchone()[0]
             cur.execute("INSERT INTO refresh_tokens (session_id, token_digest, created_at, used_at) "
                         "VALUES (%s, %s, %s, NULL)",
                         (session_id, hashlib.sha256(refresh_token.encode()).hexdigest(), created))
@@ -805,7 +805,8 @@ def login(environ, now):
     sid = str(session_id)
     document = {
         "data": {"type": "account_sessions", "id": sid, "attributes": {
-            "account_id": account_id, "user_agent": user_agent, "ip": ip, "read_only": False, "status": "active",
+            "account_id": account_id, "user_agent": user_agent, "ip": ip, "read_only": False,
+            "amr": ["pwd"], "auth_time": fmt(now), "status": "active",
             "created_at": fmt(created), "last_used_at": fmt(now), "expires_at": fmt(session_expires),
             "revoked_at": None},
             "relationships": {"account": {"links": _links(base, "account_sessions", sid, "account"),

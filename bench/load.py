@@ -558,7 +558,7 @@ def mask_login(document):
     data = document.get("data") or {}
     if "id" in data:
         data["id"] = "{id}"
-    for name in ("created_at", "last_used_at", "expires_at"):
+    for name in ("created_at", "last_used_at", "expires_at", "auth_time"):
         if name in data.get("attributes", {}):
             data["attributes"][name] = "{time}"
     for name in ("token", "expires_at", "refresh_token", "refresh_expires_at"):

@@ -14,12 +14,14 @@ from .resources.account_sessions import AccountSessions
 from .resources.api_keys import ApiKeys
 from .resources.audit_events import AuditEvents
 from .resources.groups import Groups
+from .resources.identity_providers import AccountIdentities, IdentityProviders
 from .resources.invitations import Invitations
 from .resources.accounts import Accounts
 from .resources.organizational_units import OrganizationalUnits
 from .resources.organizations import Organizations
 from .resources.people import People
 from .resources.settings import Settings
+from .sso import realm as sso_realm
 
 PREFIX = "/api/v3/iam"
 
@@ -27,11 +29,12 @@ blueprint = Blueprint("iam", __name__, url_prefix=PREFIX)
 api = Api(blueprint, db, authenticate=authenticate, policy=IamPolicy(), on_change=audit.record_change)
 
 for resource in (Accounts, People, Organizations, OrganizationalUnits, AccountRoles, AccountSessions, ApiKeys,
-                 AuditEvents, Settings, Invitations, Groups):
+                 AuditEvents, Settings, Invitations, Groups, IdentityProviders, AccountIdentities):
     api.register(resource)
 
 me.register(api)
 auth_views.register(api)
 password_views.register(api)
 email_change.register(api)
+sso_realm.register(api)
 docs.register(api)  # last: the document describes every route registered above

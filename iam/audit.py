@@ -8,6 +8,7 @@ from .models import AuditEvent
 SECRET_KEYS = frozenset({
     "password", "current_password", "new_password", "password_hash", "password_reset_token",
     "password_reset_token_digest", "email_change_token_digest", "token", "refresh_token", "token_digest", "key", "api_key", "key_digest",
+    "client_secret", "client_secret_sealed", "code_verifier", "code_verifier_sealed", "sso_code", "code",
 })
 REDACTED = "[redacted]"
 

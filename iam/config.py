@@ -138,6 +138,10 @@ def engine_options(url, env, overrides):
     return options, {"statement": statement, "lock": lock, "connect": connect, "pool": pool}
 
 
+def _list_env(env, name):
+    return [item.strip() for item in env.get(name, "").split(",") if item.strip()]
+
+
 def load(instance_path, env=None, overrides=None):
     """Build the Flask config mapping from the environment (and test overrides)."""
     env = os.environ if env is None else env
@@ -206,8 +210,20 @@ def load(instance_path, env=None, overrides=None):
         "IAM_ACCESS_LOG": env.get("IAM_ACCESS_LOG", "1") not in ("0", "false", "no"),
         # When set, /metrics needs Authorization: Bearer <this>.
         "IAM_METRICS_TOKEN": env.get("IAM_METRICS_TOKEN", ""),
+        # The server's public base URL: redirect URIs given to identity providers, links in mail.
+        "IAM_ISSUER": env.get("IAM_ISSUER", "http://127.0.0.1:5000").rstrip("/"),
+        # Secrets read back are sealed with a key derived from this (default: from IAM_SECRET_KEY);
+        # keys being retired, comma-separated, still open what they sealed (iam/secret_store.py).
+        "IAM_ENCRYPTION_KEY": env.get("IAM_ENCRYPTION_KEY", ""),
+        "IAM_ENCRYPTION_OLD_KEYS": _list_env(env, "IAM_ENCRYPTION_OLD_KEYS"),
+        # URL prefixes single sign-on may send a browser back to (none by default).
+        "IAM_SSO_RETURN_URLS": _list_env(env, "IAM_SSO_RETURN_URLS"),
     }
     config.update(overrides)
+    for name in ("IAM_ENCRYPTION_KEY", *config["IAM_ENCRYPTION_OLD_KEYS"]):
+        value = config["IAM_ENCRYPTION_KEY"] if name == "IAM_ENCRYPTION_KEY" else name
+        if value and len(value) < 32:
+            raise ConfigError("IAM_ENCRYPTION_KEY (and each of IAM_ENCRYPTION_OLD_KEYS) must be at least 32 characters long")
     # Browser origins allowed to call the API (iam/cors.py); a bad value stops the start.
     config["IAM_CORS_ORIGINS"] = cors_origins(overrides.get("IAM_CORS_ORIGINS", env.get("IAM_CORS_ORIGINS")))
     return config

@@ -15,6 +15,7 @@ import swagger_ui_bundle
 from .auth.email_change import ConfirmSchema
 from .auth.password_views import ChangeSchema, RequestResetSchema, ResetSchema
 from .auth.views import ApiLoginSchema, LoginSchema, RefreshSchema
+from .sso.realm import LoginUrlSchema
 from .jsonapi.openapi import field_schema, register_docs, schema_ref
 from .resources.invitations import AcceptSchema, InvitationSchema
 from .resources.organizations import IncrementSchema
@@ -133,6 +134,25 @@ OPERATIONS = {
                              descriptions={"key": "The key (Pulse name).", "api_key": "The key (same as key)."},
                              anyOf=[{"required": ["key"]}, {"required": ["api_key"]}]),
         "responses": {"200": _SESSION}, "errors": ("401",)},
+    "POST /auth/login_url": {
+        "public": True, "summary": "Home-realm discovery: how an email signs in",
+        "description": "`meta.method` is `sso` when an enabled identity provider holds the email's domain "
+                       "(then `meta.url` starts its sign-in in a browser, with the email as `login_hint`, and "
+                       "`meta.identity_provider_id` names it), else `password`. The answer depends only on the "
+                       "domain, never on whether an account exists. A `return_to` outside IAM_SSO_RETURN_URLS "
+                       "is a 400 (`invalid_return_to`).",
+        "body": _fields_body(LoginUrlSchema,
+                             descriptions={"email": "The address someone typed.",
+                                           "return_to": "Where the browser goes once signed in."}),
+        "responses": {"200": {"description": "`meta.method`, and for `sso` `meta.url` and "
+                                             "`meta.identity_provider_id`.",
+                              "content": {"application/vnd.api+json": {"schema": {
+                                  "type": "object", "required": ["meta"], "properties": {"meta": {
+                                      "type": "object", "required": ["method"], "properties": {
+                                          "method": _text(enum=["password", "sso"]),
+                                          "url": _text(format="uri"),
+                                          "identity_provider_id": _text(pattern="^[0-9]+$")}}}}}}}},
+        "errors": ("400",)},
     "POST /auth/refresh": {
         "public": True, "summary": "Trade a refresh token for a new pair",
         "description": "A refresh token works once: presenting a used one ends the whole session.",

@@ -13,7 +13,8 @@ from tests.conftest import DATABASES, PG_URL, wipe_postgresql
 
 SCHEMA = "iam_migration_test"
 TABLES = {"organizations", "organizational_units", "people", "accounts", "account_roles", "api_keys",
-          "account_sessions", "refresh_tokens", "audit_events", "settings", "invitations", "groups", "group_members"}
+          "account_sessions", "refresh_tokens", "audit_events", "settings", "invitations", "groups", "group_members",
+          "identity_providers", "provider_domains", "account_identities", "sso_attempts", "sso_codes"}
 
 
 @pytest.fixture(params=DATABASES)
@@ -105,3 +106,36 @@ def test_0008_confines_existing_ou_grants_to_the_holders_organization(migration_
             confined = dict(conn.execute(text("SELECT id, scope_organization_id FROM account_roles")).all())
     # The holder's organization; else the organization of its lowest unit; else none (reaches nothing).
     assert confined == {1: 1, 2: 2, 3: None, 4: None}
+
+
+def test_0010_records_how_existing_sessions_were_authenticated(migration_app):
+    """Sessions opened before 0010 were password logins or API-key logins, authenticated when
+    they were opened: their amr and auth_time say so."""
+    import json
+
+    from sqlalchemy import text
+
+    now = "2026-11-30 12:00:00"
+    with migration_app.app_context():
+        upgrade(revision="0009")
+        with db.engine.begin() as conn:
+            def insert(table, **values):
+                values.setdefault("created_at", now)
+                values.update(updated_at=now, version=1)
+                columns = ", ".join(values)
+                conn.execute(text(f"INSERT INTO {table} ({columns}) VALUES ({', '.join(':' + c for c in values)})"),
+                             values)
+
+            insert("accounts", id=1, email="u@example.com", account_type="personal_account", auth_type="password",
+                   enabled=True, preferences="{}", failed_login_count=0)
+            insert("api_keys", id=1, account_id=1, name="nightly", prefix="IAM_abcd", key_digest="d", scopes="{}")
+            insert("account_sessions", id=1, account_id=1, expires_at="2026-12-30 12:00:00", read_only=False,
+                   created_at="2026-11-29 08:00:00")
+            insert("account_sessions", id=2, account_id=1, api_key_id=1, expires_at="2026-12-30 12:00:00",
+                   read_only=False)
+        upgrade()
+        with db.engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, amr, auth_time, created_at FROM account_sessions ORDER BY id")).all()
+    amr = {row[0]: row[1] if isinstance(row[1], list) else json.loads(row[1]) for row in rows}
+    assert amr == {1: ["pwd"], 2: ["api_key"]}
+    assert all(str(row[2])[:19] == str(row[3])[:19] for row in rows)

@@ -27,8 +27,9 @@ from sqlalchemy import and_, false, or_, select
 
 from ..jsonapi import JsonApiErrors, Policy
 from ..jsonapi.errors import forbidden
-from ..models import (Account, AccountRole, AccountSession, ApiKey, AuditEvent, Group, Invitation, Organization,
-                      OrganizationalUnit, Person, group_members)
+from ..models import (Account, AccountRole, AccountSession, ApiKey, AuditEvent, Group, Invitation,
+                      Organization, OrganizationalUnit, Person, group_members, AccountIdentity,
+                      IdentityProvider)
 
 READ_ACTIONS = frozenset({"list", "show"})
 # Types no one but a global admin may even read.
@@ -154,6 +155,10 @@ def visible_predicate(principal, model):
         if orgs:
             parts.append(Group.organization_id.in_(orgs))
         return or_(*parts)
+    if model is IdentityProvider:  # managed by the organization's admins; its auditors read them
+        return IdentityProvider.organization_id.in_(orgs) if orgs else false()
+    if model is AccountIdentity:  # one's own, and those of the accounts one sees
+        return or_(AccountIdentity.account_id == me, AccountIdentity.account.has(_accounts(principal, orgs, units)))
     if model is AuditEvent:  # "admins and auditors of the organizations concerned"
         return AuditEvent.organization_id.in_(orgs) if orgs else false()
     return false()
@@ -171,8 +176,13 @@ def writable_predicate(principal, model):
         return or_(*parts) if parts else false()
     if model is Person:
         return _people(principal, orgs, units, own=False)
-    if model in (Unit, Invitation, Group):
+    if model in (Unit, Invitation, Group, IdentityProvider):
         return model.organization_id.in_(orgs) if orgs else false()
+    if model is AccountIdentity:  # unlinking: the owner, and whoever administers the account
+        parts = [AccountIdentity.account_id == me]
+        if orgs:
+            parts.append(AccountIdentity.account.has(Account.organization_id.in_(orgs)))
+        return or_(*parts)
     if model is AccountRole:
         return AccountRole.account.has(Account.organization_id.in_(orgs)) if orgs else false()
     if model in (AccountSession, ApiKey):
@@ -199,6 +209,8 @@ WRITERS = {
     "organizations": {"org_admin": {"increment"}},
     "invitations": {"org_admin": {"create", "update", "delete", "resend"}},
     "groups": {"org_admin": {"create", "update", "delete"}},
+    "identity_providers": {"org_admin": {"create", "update", "delete"}},
+    "account_identities": {"anyone": {"delete"}},
 }
 
 
@@ -269,7 +281,14 @@ class IamPolicy(Policy):
                 and not _account_within_reach(ctx, grants, obj.account):
             # The person is the account's too (its names, secondary email, contact data, picture).
             raise forbidden("This person's account holds rights beyond yours, so you may not change it.")
-        if resource.type in ("account_sessions", "api_keys") and obj is not None \
+        if resource.type == "identity_providers" and obj is not None and (
+                obj.organization_id not in grants.admin_orgs or not all(
+                    role["name"] != "admin" and _scopes_within(grants, role.get("scopes") or {}, obj.organization_id)
+                    for role in obj.default_roles or [])):
+            # Its accounts get its default roles: changing it needs the reach to grant them.
+            raise forbidden("This identity provider hands out roles beyond what you may grant, so you may not "
+                            "change it.")
+        if resource.type in ("account_sessions", "api_keys", "account_identities") and obj is not None \
                 and obj.account_id != principal.account_id and not _account_within_reach(ctx, grants, obj.account):
             # Its credentials are the account's too: ending its sessions or changing its keys.
             raise forbidden("This account holds rights beyond yours, so you may not change its "
@@ -300,8 +319,8 @@ class IamPolicy(Policy):
                 and not grants.admin_orgs:
             errors.append(forbidden("Only organization admins may move this to another organization.",
                                     pointer=state.pointer("organization_id")))
-        if resource.type in ("accounts", "people", "organizational_units", "invitations", "groups") \
-                and state.creating:
+        if resource.type in ("accounts", "people", "organizational_units", "invitations", "groups",
+                             "identity_providers") and state.creating:
             if state.get("organization_id") not in grants.admin_orgs:
                 errors.append(forbidden("You may only create this inside an organization you administer.",
                                         pointer=state.pointer("organization_id")))
@@ -312,12 +331,14 @@ class IamPolicy(Policy):
                                             pointer=state.pointer(attr)))
         if resource.type == "account_roles":
             errors.extend(_role_errors(ctx, grants, state))
-        if resource.type in ("invitations", "groups"):  # roles their members get: the reach to grant them
-            for index, role in enumerate(state.get("roles") or []):
+        if resource.type in ("invitations", "groups", "identity_providers"):
+            # Roles their members (or the accounts a provider creates) get: the reach to grant them.
+            roles = "default_roles" if resource.type == "identity_providers" else "roles"
+            for index, role in enumerate(state.get(roles) or []):
                 if role["name"] == "admin" or not _scopes_within(grants, role.get("scopes") or {},
                                                                  state.get("organization_id")):
-                    errors.append(forbidden("You may only invite with roles you could grant yourself.",
-                                            pointer=f"{state.pointer('roles')}/{index}"))
+                    errors.append(forbidden("You may only hand out roles you could grant yourself.",
+                                            pointer=f"{state.pointer(roles)}/{index}"))
         if resource.type == "api_keys" and state.creating and state.get("account_id") != ctx.principal.account_id:
             # A key acts as its account: minting one for someone else needs full reach over them.
             account = ctx.session.get(Account, state.get("account_id"))

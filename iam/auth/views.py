@@ -17,7 +17,7 @@ from ..jsonapi import documents
 from ..jsonapi.query import QuerySpec
 from ..jsonapi.errors import JsonApiError, JsonApiErrors, invalid_field, json_pointer
 from ..jsonapi.media import check_accept, read_json_body
-from ..models import Account, AccountSession, ApiKey, utcnow
+from ..models import Account, AccountSession, ApiKey, IdentityProvider, utcnow
 from ..models.base import record_activity
 from ..resources.common import digest
 from . import passwords, sessions
@@ -123,6 +123,18 @@ def committed_session_document(api, session, now, refresh_token=None):
     return document
 
 
+def password_forbidden(account):
+    """Whether this account may not sign in with a password: an `sso` account, or one whose
+    organization has an enabled identity provider that is `enforced` (contract section 8)."""
+    if account.auth_type == "sso":
+        return True
+    if account.organization_id is None:
+        return False
+    return db.session.scalar(select(IdentityProvider.id).where(
+        IdentityProvider.organization_id == account.organization_id, IdentityProvider.enforced.is_(True),
+        IdentityProvider.enabled.is_(True)).limit(1)) is not None
+
+
 def _find_account(email):
     return db.session.scalars(
         select(Account).where(func.lower(Account.email) == email.strip().lower())).one_or_none()
@@ -137,7 +149,7 @@ def login(api):
         passwords.burn_time(args["password"])  # unknown or locked: same answer, same time
         raise login_failed()
     ok = passwords.verify_password(account.password_hash, args["password"])
-    if not ok or account.auth_type != "password" or not account.is_active(now):
+    if not ok or account.auth_type != "password" or not account.is_active(now) or password_forbidden(account):
         audit.record("login_failed", actor_id=account.id, resource_type="accounts", resource_id=account.id,
                      organization_id=account.organization_id)
         if throttle.lock_if_exhausted(account.id, now):

@@ -213,7 +213,8 @@ class Renderer:
                 plain = [entry for entry in plan.plain if names is None or entry[0] in names]
                 fast = _Fast(plain) if plain else None
             relationships = [(name, rel) for name, rel in plan.relationships.items() if names is None or name in names]
-            view = self.views[plan.type] = (attributes, fast, relationships)
+            meta = self.registry.resource(plan.type).object_meta()
+            view = self.views[plan.type] = (attributes, fast, relationships, meta)
         return view
 
     def _by_position(self, plan, view, fields):
@@ -222,7 +223,7 @@ class Renderer:
         as `_item` renders them, the position of the id). RowPlan reads rows so only for types
         whose every attribute is a plain column (`plan.plain`), and selects the id, each
         rendered column and each rendered relationship's foreign key."""
-        _, fast, relationships = view
+        _, fast, relationships, meta = view
         id_at = fields.index("id")
         at = [fields.index(attr) for attr in fast.attrs] if fast is not None else []
         links = [(name, rel.type_, fields.index(rel.fk) if rel.fk is not None else None) for name, rel in relationships]
@@ -246,11 +247,13 @@ class Renderer:
                                                              None if fk_at is None else row[fk_at])
                                          for name, type_, fk_at in links}
             item["links"] = {"self": own}
+            if meta:
+                item["meta"] = meta
             return item
         return render, id_at
 
     def _item(self, plan, obj, view=None):
-        attributes, fast, relationships = view or self._view(plan)
+        attributes, fast, relationships, meta = view or self._view(plan)
         own = f"{self.base_url}/{plan.type}/{obj.id}"
         item = {"type": plan.type, "id": str(obj.id)}
         if attributes:
@@ -261,6 +264,8 @@ class Renderer:
                                                          None if rel.fk is None else getattr(obj, rel.fk))
                                      for name, rel in relationships}
         item["links"] = {"self": own}
+        if meta:
+            item["meta"] = meta
         return item
 
     def _follow(self, plan, obj, item, name, subtree):

@@ -568,6 +568,10 @@ class Resource:
                 raise conflict(f"{self.attribute_field_names.get(attr, attr)} {state.values[attr]!r} is already taken.",
                                code="not_unique", pointer=state.pointer(attr))
 
+    def object_meta(self):
+        """A `meta` member for each resource object of this type (the same for all of them), or None."""
+        return None
+
     def validate(self, state):
         """Resource-specific checks across fields; raise JsonApiErrors with pointers."""
 

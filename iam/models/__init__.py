@@ -5,6 +5,7 @@ from .person import Person
 from .session import SESSION_STATUSES, AccountSession, AuditEvent, RefreshToken
 from .group import Group, group_members
 from .invitation import INVITATION_STATUSES, Invitation
+from .identity import AccountIdentity, IdentityProvider, IdentityProviderDomain, SsoAttempt, SsoCode
 from .setting import Setting
 from .types import utcnow
 
@@ -12,4 +13,5 @@ __all__ = [
     "ACCOUNT_TYPES", "AUTH_TYPES", "Account", "AccountRole", "ApiKey", "Organization",
     "OrganizationalUnit", "Person", "utcnow", "SESSION_STATUSES", "AccountSession", "AuditEvent",
     "RefreshToken", "Setting", "INVITATION_STATUSES", "Invitation", "Group", "group_members",
+    "AccountIdentity", "IdentityProvider", "IdentityProviderDomain", "SsoAttempt", "SsoCode",
 ]

@@ -23,6 +23,10 @@ class AccountSession(Timestamped, db.Model):
     expires_at = mapped_column(UTCDateTime, nullable=False)
     revoked_at = mapped_column(UTCDateTime, nullable=True)
     read_only = mapped_column(Boolean, nullable=False, default=False)
+    # How the session was authenticated (RFC 8176 values: "pwd", "sso", ...; "api_key" for a
+    # key's login) and when a factor was last proven in it.
+    amr = mapped_column(JSONType, nullable=True)
+    auth_time = mapped_column(UTCDateTime, nullable=True)
 
     account = relationship("Account", back_populates="sessions")
     api_key = relationship("ApiKey")

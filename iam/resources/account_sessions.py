@@ -1,5 +1,5 @@
 """account_sessions: one per login; ending one stops its tokens on the next request."""
-from marshmallow import validate
+from marshmallow import fields as ma_fields, validate
 
 from ..auth import sessions
 from ..jsonapi import Resource
@@ -16,6 +16,8 @@ class AccountSessionSchema(JsonApiSchema):
     user_agent = Str(dump_only=True)
     ip = Str(dump_only=True)
     read_only = Bool(dump_only=True)
+    amr = ma_fields.List(ma_fields.String(), dump_only=True)
+    auth_time = Timestamp(dump_only=True)
     status = Str(dump_only=True, validate=validate.OneOf(SESSION_STATUSES))
     created_at = Timestamp(dump_only=True)
     last_used_at = Timestamp(dump_only=True)

@@ -35,12 +35,13 @@ class InvitedRole(Schema):
     scopes = ma_fields.Dict(load_default=dict, validate=validate_scopes)
 
 
-def check_role_rows(state, registry):
-    """The roles listed on a group or an invitation name rows of its own organization only."""
+def check_role_rows(state, registry, attribute="roles"):
+    """The roles listed on a group, an invitation or an identity provider (`attribute`: where
+    they are) name rows of its own organization only."""
     errors = []
-    for index, role in enumerate(state.get("roles") or []):
+    for index, role in enumerate(state.get(attribute) or []):
         found, _ = check_scope_rows(state.ctx, registry, role.get("scopes") or {},
-                                    f"{state.pointer('roles')}/{index}/scopes", within=state.get("organization_id"))
+                                    f"{state.pointer(attribute)}/{index}/scopes", within=state.get("organization_id"))
         errors.extend(found)
     if errors:
         raise JsonApiErrors(errors)

@@ -23,7 +23,7 @@ from tests.helpers import API, ApiClient
 PUBLIC = {
     "/auth/login", "/auth/api/login", "/auth/refresh", "/account/passwords/request_reset", "/account/passwords/reset",
     "/account/passwords/token_valid", "/account/email/confirm", "/invitations/accept", "/openapi.json", "/docs",
-    "/docs/init.js", "/docs/static/<path:filename>",
+    "/docs/init.js", "/docs/static/<path:filename>", "/auth/login_url",
 }
 CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 MISSING_ID = "987654"

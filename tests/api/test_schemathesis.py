@@ -31,7 +31,8 @@ from iam import create_app
 from iam.api import api as registry
 from iam.extensions import db
 from iam.jsonapi import filters as ft
-from iam.models import Account, ApiKey, AuditEvent, Group, Invitation, Setting, utcnow
+from iam.models import (Account, AccountIdentity, ApiKey, AuditEvent, Group, IdentityProvider, IdentityProviderDomain,
+                        Invitation, Setting, utcnow)
 from iam.resources.common import digest
 from tests.helpers import API, ApiClient
 
@@ -73,6 +74,11 @@ CONFIG = {
         # documented 400 invalid_token (tests/security/test_passwords.py, tests/api/test_invitations.py,
         # tests/security/test_email_change.py).
         "include-path": ["/account/passwords/reset", "/invitations/accept", "/account/email/confirm"],
+        "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTABLE, "400"]}},
+    }, {
+        # A return_to must lie under the server's IAM_SSO_RETURN_URLS, a setting no schema can carry:
+        # any other one is the contract's 400 invalid_return_to (tests/api/test_login_url.py).
+        "include-path": ["/auth/login_url"],
         "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTABLE, "400"]}},
     }],
 }
@@ -173,7 +179,15 @@ class World:
                     Setting(key="signup.open", value=False),
                     AuditEvent(actor_account_id=self.admin.id, action="login", resource_type="accounts",
                                resource_id=str(self.admin.id))]
+            provider = IdentityProvider(organization_id=org.id, name="Acme", issuer="https://idp.acme.example",
+                                        client_id="iam", email_domains=["acme.example"],
+                                        domains=[IdentityProviderDomain(domain="acme.example")])
+            rows.append(provider)
             db.session.add_all(rows)
+            db.session.flush()
+            identity = AccountIdentity(account_id=account.id, identity_provider_id=provider.id, subject="ada")
+            rows.append(identity)
+            db.session.add(identity)
             db.session.commit()
             created = {row.__tablename__: row.id for row in rows}
         self.ids = {"organizations": org.id, "organizational_units": unit.id, "people": person.id,

@@ -41,6 +41,9 @@ def test_login_answers_with_the_new_session_and_a_token_pair(app, ada):
     assert body["meta"]["token_type"] == "Bearer" and body["meta"]["refresh_token"]
     session = assert_jsonapi(client.get(f"/account_sessions/{client.session_id}"), 200)
     assert session["data"]["attributes"]["status"] == "active"
+    # How it was authenticated (RFC 8176), and when: the moment it was opened.
+    assert attributes["amr"] == session["data"]["attributes"]["amr"] == ["pwd"]
+    assert attributes["auth_time"] == attributes["created_at"]
     assert audit_actions(app) == ["login"]
 
 
@@ -154,7 +157,9 @@ def test_create_an_api_key_shows_it_once(app, user):
     with app.app_context():
         stored = db.session.get(ApiKey, int(body["data"]["id"]))
         assert stored.key_digest == hashlib.sha256(raw.encode()).hexdigest()
-    token = assert_jsonapi(key_login(app, raw), 200)["meta"]["token"]
+    key_session = assert_jsonapi(key_login(app, raw), 200)
+    assert key_session["data"]["attributes"]["amr"] == ["api_key"]
+    token = key_session["meta"]["token"]
     assert_jsonapi(ApiClient(app.test_client(), token).get("/accounts/me"), 200)
 
 
