@@ -21,6 +21,7 @@ from .resources.organizational_units import OrganizationalUnits
 from .resources.organizations import Organizations
 from .resources.people import People
 from .resources.settings import Settings
+from .sso import flow as sso_flow
 from .sso import realm as sso_realm
 
 PREFIX = "/api/v3/iam"
@@ -37,4 +38,5 @@ auth_views.register(api)
 password_views.register(api)
 email_change.register(api)
 sso_realm.register(api)
+sso_flow.register(api)
 docs.register(api)  # last: the document describes every route registered above

@@ -153,6 +153,19 @@ OPERATIONS = {
                                           "url": _text(format="uri"),
                                           "identity_provider_id": _text(pattern="^[0-9]+$")}}}}}}}},
         "errors": ("400",)},
+    "GET /auth/sso/start": {
+        "public": True, "summary": "Start signing in through an identity provider (a browser opens this)",
+        "description": "302 to the provider's authorization endpoint: the authorization code flow with PKCE "
+                       "(S256), a single-use `state`, a `nonce` and the `login_hint`; sets the HttpOnly "
+                       "`iam_sso_browser` cookie that binds the attempt to this browser. An unknown or disabled "
+                       "provider is a 401 `sso_failed`; a `return_to` outside IAM_SSO_RETURN_URLS a 400; a "
+                       "provider that cannot be reached a 503.",
+        "parameters": [
+            {"name": "identity_provider_id", "in": "query", "required": True, "schema": _text(pattern="^[0-9]+$")},
+            {"name": "login_hint", "in": "query", "required": False, "schema": _text(maxLength=320)},
+            {"name": "return_to", "in": "query", "required": False, "schema": _text(maxLength=2048)}],
+        "responses": {"302": "To the identity provider's authorization endpoint."},
+        "errors": ("400", "401", "503")},
     "POST /auth/refresh": {
         "public": True, "summary": "Trade a refresh token for a new pair",
         "description": "A refresh token works once: presenting a used one ends the whole session.",

@@ -65,6 +65,8 @@ ERRORS = {
     "422": ("UnprocessableEntity", ("Validation failed: one error per field, `source.pointer` like "
                                     "`/data/attributes/NAME`.")),
     "429": ("TooManyRequests", "Rate limited: retry after `Retry-After` seconds."),
+    "503": ("ServiceUnavailable", "Something the request needs cannot answer now (the database, an identity "
+                                  "provider): nothing was done; retry after `Retry-After` seconds."),
 }
 
 # What each filter operator means (the part after `__`; none means eq).

@@ -2,7 +2,10 @@
 
 - `realm.py`: home-realm discovery (`POST /auth/login_url`), which provider an email's domain
   belongs to, and where a browser may be sent back (`IAM_SSO_RETURN_URLS`);
-- `enforcement.py`: the password sign-in an organization's enforced provider forbids.
+- `provider.py`: a provider's discovery document, fetched and kept;
+- `flow.py`: the sign-in's start (`GET /auth/sso/start`).
 
-The flow itself (start, callback, exchange) is issue 13's next step.
+The password sign-in an enforced provider forbids is the login's own check
+(`iam/auth/views.password_forbidden`). The callback, the exchange and account resolution are
+issue 13's next step.
 """

@@ -78,7 +78,7 @@ CONFIG = {
     }, {
         # A return_to must lie under the server's IAM_SSO_RETURN_URLS, a setting no schema can carry:
         # any other one is the contract's 400 invalid_return_to (tests/api/test_login_url.py).
-        "include-path": ["/auth/login_url"],
+        "include-path": ["/auth/login_url", "/auth/sso/start"],
         "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTABLE, "400"]}},
     }],
 }

@@ -1,0 +1,44 @@
+"""A real OpenID provider for the single sign-on tests: oidc-provider-mock (PyPI), an Authlib
+provider serving discovery, JWKS, the authorization and token endpoints and signed ID tokens,
+run on 127.0.0.1 by the suite."""
+import pytest
+from oidc_provider_mock import run_server_in_thread
+
+from iam.extensions import db
+from iam.models import IdentityProvider, IdentityProviderDomain
+from iam.sso import provider as providers
+
+
+@pytest.fixture(scope="session")
+def oidc_provider():
+    """(issuer URL, the server) of a running provider, for the whole session."""
+    with run_server_in_thread(require_nonce=True) as server:
+        yield f"http://localhost:{server.server_port}", server
+
+
+@pytest.fixture(autouse=True)
+def _fresh_metadata():
+    providers.forget()
+    yield
+    providers.forget()
+
+
+@pytest.fixture
+def org(factory):
+    return factory.organization(slug="acme")
+
+
+@pytest.fixture
+def make_provider(app, org, oidc_provider):
+    """An identity provider row of `org` pointing at the running provider (attributes overridable)."""
+    def make(**values):
+        values.setdefault("issuer", oidc_provider[0])
+        domains = values.pop("email_domains", ["acme.example"])
+        with app.app_context():
+            row = IdentityProvider(organization_id=org.id, name="Acme", client_id="iam-test-client",
+                                   email_domains=domains, domains=[IdentityProviderDomain(domain=d) for d in domains],
+                                   **values)
+            db.session.add(row)
+            db.session.commit()
+            return row.id
+    return make
