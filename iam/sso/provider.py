@@ -7,6 +7,7 @@ issuer), and it must name an authorization and a token endpoint and a `jwks_uri`
 that cannot be reached, or answers something else, is `ProviderUnavailable`: the request that
 needed it answers 503 and nothing is stored.
 """
+import json
 import threading
 import time
 
@@ -39,7 +40,7 @@ def fetch_json(url, session=None):
     if len(body) > MAX_DOCUMENT:
         raise ProviderUnavailable(f"{url} answered more than {MAX_DOCUMENT} bytes")
     try:
-        document = requests.models.complexjson.loads(body)
+        document = json.loads(body)
     except ValueError:
         raise ProviderUnavailable(f"{url} did not answer JSON") from None
     if not isinstance(document, dict):
