@@ -56,6 +56,10 @@ ROUTE_LIMITS = {
     "iam.accounts_me": ("IAM_LOGIN_RATE_LIMIT", _failed, ["PATCH"]),
     "iam.invitations_accept": ("IAM_INVITATION_RATE_LIMIT", _failed),
     "iam.invitations_resend": ("IAM_INVITATION_RATE_LIMIT", None),
+    # Failures of single sign-on count like failed logins (contract section 8).
+    "iam.auth_sso_start": ("IAM_LOGIN_RATE_LIMIT", _failed),
+    "iam.auth_sso_callback": ("IAM_LOGIN_RATE_LIMIT", _failed),
+    "iam.auth_sso_exchange": ("IAM_LOGIN_RATE_LIMIT", _failed),
 }
 
 

@@ -13,24 +13,53 @@ Nothing of them is trusted when they come back but what is stored here:
 - the PKCE verifier, sealed (secret_store.py): only this server can trade the code;
 - `return_to`, checked against IAM_SSO_RETURN_URLS now and used as stored.
 
-An attempt lives ATTEMPT_TTL seconds. The callback and the exchange are issue 13's next step.
+An attempt lives ATTEMPT_TTL seconds.
+
+`GET /auth/sso/callback?code=..&state=..` (step 2) claims the attempt by the state's digest
+with one conditional UPDATE, committed before anything else (a replayed state finds it
+claimed, even while the first callback is still talking to the provider), checks the browser
+cookie, trades the code at the provider's token endpoint (Authlib's client: the sealed
+verifier, the sealed client secret, bounded time and size, no redirects followed), validates
+the ID token (id_token.py), requires a verified email in the provider's domains and resolves
+the account (accounts.py). The session it opens records `amr: ["sso"]`.
+
+Without `return_to` the callback answers the login document. With one, it answers 302 to
+`return_to?sso_code=..`: a code valid once for CODE_TTL seconds that the application trades at
+`POST /auth/sso/exchange {"code"}` for the login document (so no token travels in a URL; the
+refresh token is made at the exchange). A code presented a second time ends the session it
+opened: whoever holds a copy is not the application that already traded it.
+
+Every refusal answers the one 401 `sso_failed` (or `no_account`), whatever went wrong, and is
+audited (`sso_failed`, with the reason) and logged; only malformed requests get a 400.
 """
+import hmac
 import secrets
 from datetime import timedelta
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import requests
+from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.requests_client import OAuth2Session
 from flask import current_app, redirect, request
+from marshmallow import Schema, fields, validate
+from sqlalchemy import select, update
 
-from .. import secret_store
+from .. import audit, secret_store
+from ..auth import sessions
+from ..auth.views import committed_session_document, parse_auth_body
 from ..extensions import db
 from ..jsonapi import JsonApiError
-from ..models import IdentityProvider, SsoAttempt, utcnow
+from ..jsonapi.media import check_accept
+from ..models import AccountSession, IdentityProvider, SsoAttempt, SsoCode, utcnow
+from ..models.base import record_activity
 from ..resources.common import digest
-from ..resources.identity_providers import callback_url
+from ..resources.identity_providers import callback_url, client_secret, domain_of
+from . import accounts, id_token
 from . import provider as providers
 from .realm import bad_return_to, return_to_allowed
 
 ATTEMPT_TTL = 600
+CODE_TTL = 60
 BROWSER_COOKIE = "iam_sso_browser"
 COOKIE_PATH = "/api/v3/iam/auth/sso"
 VERIFIER_PURPOSE = "sso_attempts.code_verifier"
@@ -102,8 +131,219 @@ def start(api):
     return response
 
 
+class Failed(Exception):
+    """A refused sign-in: `reason` goes to the log and the audit trail; `error` to the browser."""
+
+    def __init__(self, reason, provider=None, account=None, error=None):
+        super().__init__(reason)
+        self.reason, self.provider, self.account, self.error = reason, provider, account, error
+
+
+def no_account():
+    return JsonApiError(401, "no_account", "Unauthenticated",
+                        "No account may sign in with this identity; ask your administrator for an invitation.")
+
+
+def _failed(failure):
+    """Record the refusal (nothing else of the request is kept) and answer it."""
+    db.session.rollback()
+    provider, account = failure.provider, failure.account
+    current_app.logger.info("single sign-on refused (identity provider %s): %s",
+                            provider.id if provider is not None else "unknown", failure.reason)
+    audit.record("sso_failed", actor_id=account.id if account is not None else None,
+                 resource_type="identity_providers" if provider is not None else None,
+                 resource_id=provider.id if provider is not None else None,
+                 organization_id=provider.organization_id if provider is not None else None,
+                 changes={"reason": failure.reason[:500]})
+    db.session.commit()
+    return failure.error or sso_failed()
+
+
+def _query_parameter(name, required=True, limit=2048):
+    value = request.args.get(name)
+    if (value is None or value == "") and not required:
+        return None
+    if not value or len(value) > limit:
+        raise JsonApiError(400, "invalid_parameter", "Invalid query parameter",
+                           f"{name} is required and at most {limit} characters.", parameter=name)
+    return value
+
+
+def _claim_attempt(state, now):
+    """The attempt this state started, claimed for this callback; None if unknown, used or expired."""
+    state_digest = digest(state)
+    claimed = db.session.execute(
+        update(SsoAttempt).where(SsoAttempt.state_digest == state_digest, SsoAttempt.used_at.is_(None),
+                                 SsoAttempt.expires_at > now)
+        .values(used_at=now).execution_options(synchronize_session=False)).rowcount
+    db.session.commit()  # a replay running beside this callback must find it claimed
+    if not claimed:
+        return None
+    return db.session.scalars(select(SsoAttempt).where(SsoAttempt.state_digest == state_digest)).one()
+
+
+def _limit_body(response, *args, **kwargs):
+    """Authlib's hook on the token answer: read at most MAX_DOCUMENT bytes of it."""
+    body = response.raw.read(providers.MAX_DOCUMENT + 1, decode_content=True)
+    if len(body) > providers.MAX_DOCUMENT:
+        raise providers.ProviderUnavailable(f"the token endpoint answered more than {providers.MAX_DOCUMENT} bytes")
+    response._content = body
+    return response
+
+
+def _auth_method(endpoints, secret):
+    if secret is None:
+        return "none"
+    supported = endpoints.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
+    return "client_secret_post" if "client_secret_basic" not in supported and "client_secret_post" in supported \
+        else "client_secret_basic"
+
+
+def _trade_code(idp, endpoints, attempt, code):
+    """The provider's token answer for the code (Failed when it refuses it)."""
+    secret = client_secret(idp)
+    client = OAuth2Session(idp.client_id, secret, token_endpoint_auth_method=_auth_method(endpoints, secret),
+                           redirect_uri=callback_url(), default_timeout=providers.TIMEOUT)
+    client.register_compliance_hook("access_token_response", _limit_body)
+    verifier = secret_store.unseal(attempt.code_verifier_sealed, VERIFIER_PURPOSE)
+    try:
+        with client:
+            return client.fetch_token(endpoints["token_endpoint"], grant_type="authorization_code", code=code,
+                                      code_verifier=verifier, allow_redirects=False, stream=True)
+    except AuthlibBaseError as error:
+        raise Failed(f"the token endpoint refused the code ({error.error})", idp) from None
+    except requests.HTTPError as error:
+        raise Failed(f"the token endpoint answered {error.response.status_code}", idp) from None
+    except requests.RequestException as error:
+        raise providers.ProviderUnavailable(f"the token endpoint could not be reached ({type(error).__name__})") \
+            from None
+    except ValueError:
+        raise Failed("the token endpoint did not answer a token", idp) from None
+
+
+def _verified_email(idp, claims):
+    email = claims.get("email")
+    if not isinstance(email, str) or not 3 <= len(email) <= 320 or "@" not in email:
+        raise Failed("the ID token carries no email", idp)
+    # A boolean by the standard; some providers send the string "true".
+    if claims.get("email_verified") not in (True, "true"):
+        raise Failed(f"the provider has not verified {email}", idp)
+    if domain_of(email) not in {domain.lower() for domain in idp.email_domains}:
+        raise Failed(f"{email} is outside the provider's email domains", idp)
+    return email.strip()
+
+
+def _with_code(url, code):
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "sso_code"]
+    return urlunsplit(parts._replace(query=urlencode(query + [("sso_code", code)])))
+
+
+def callback(api):
+    state = _query_parameter("state", limit=512)
+    error = _query_parameter("error", required=False, limit=256)
+    code = None if error is not None else _query_parameter("code")
+    now = utcnow()
+    try:
+        attempt = _claim_attempt(state, now)
+        if attempt is None:
+            raise Failed("the state is unknown, used or expired")
+        idp = db.session.get(IdentityProvider, attempt.identity_provider_id)
+        browser = request.cookies.get(BROWSER_COOKIE, "")
+        if not hmac.compare_digest(digest(browser).encode(), attempt.browser_digest.encode()):
+            raise Failed("the callback arrived in another browser than the one that started", idp)
+        if not idp.enabled:
+            raise Failed("the identity provider is disabled", idp)
+        if error is not None:
+            described = "".join(c for c in error if c.isprintable())[:100]
+            raise Failed(f"the identity provider answered the error {described!r}", idp)
+        try:
+            endpoints = providers.metadata(idp.issuer)
+            token = _trade_code(idp, endpoints, attempt, code)
+            claims = id_token.validate(
+                token.get("id_token"), issuer=idp.issuer, client_id=idp.client_id, nonce=attempt.nonce,
+                jwks_uri=endpoints["jwks_uri"], advertised=endpoints.get("id_token_signing_alg_values_supported"))
+        except id_token.InvalidIdToken as invalid:
+            raise Failed(f"ID token refused: {invalid}", idp) from None
+        except providers.ProviderUnavailable as unavailable:
+            raise Failed(f"the identity provider is unavailable: {unavailable}", idp,
+                         error=provider_unavailable()) from None
+        email = _verified_email(idp, claims)
+        try:
+            account, how = accounts.resolve(idp, claims, email, now)
+        except accounts.NoAccount as missing:
+            raise Failed(str(missing), idp, error=no_account()) from None
+        except accounts.Refused as refused:
+            raise Failed(str(refused), idp) from None
+        if not account.is_active(now):
+            raise Failed(f"the account {account.id} is disabled or expired", idp, account)
+    except Failed as failure:
+        raise _failed(failure) from None
+    if how != "sso_jit":
+        record_activity(db.session, account, now, last_login_at=now)
+    session = sessions.open_session(account, now, amr=["sso"])
+    if how is not None:
+        audit.record(how, actor_id=account.id, resource_type="accounts", resource_id=account.id,
+                     organization_id=account.organization_id,
+                     changes={"identity_provider_id": idp.id, "subject": claims["sub"]})
+    audit.record("sso_login", actor_id=account.id, resource_type="account_sessions", resource_id=session.id,
+                 organization_id=account.organization_id, changes={"identity_provider_id": idp.id})
+    if attempt.return_to is None:
+        return committed_session_document(api, session, now, sessions.new_refresh_token(session))
+    raw = secrets.token_urlsafe(32)
+    db.session.add(SsoCode(code_digest=digest(raw), session_id=session.id, created_at=now,
+                           expires_at=now + timedelta(seconds=CODE_TTL)))
+    db.session.commit()
+    response = redirect(_with_code(attempt.return_to, raw), 302)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+class ExchangeSchema(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=256))
+
+
+def _invalid_code():
+    return JsonApiError(401, "sso_failed", "Unauthenticated", "The code is invalid, used or expired; sign in again.")
+
+
+def exchange(api):
+    check_accept()
+    args = parse_auth_body(ExchangeSchema)
+    now, code_digest = utcnow(), digest(args["code"])
+    row = db.session.scalars(select(SsoCode).where(SsoCode.code_digest == code_digest)).one_or_none()
+    if row is None:
+        raise _invalid_code()
+    claimed = db.session.execute(
+        update(SsoCode).where(SsoCode.id == row.id, SsoCode.used_at.is_(None), SsoCode.expires_at > now)
+        .values(used_at=now).execution_options(synchronize_session=False)).rowcount
+    session = db.session.get(AccountSession, row.session_id)
+    if not claimed:
+        db.session.rollback()
+        if row.used_at is not None and session is not None:
+            # A second use: someone else holds a copy of the code. The session it opened ends.
+            sessions.end(session, now)
+            audit.record("token_reuse", actor_id=session.account_id, resource_type="account_sessions",
+                         resource_id=session.id, organization_id=session.account.organization_id,
+                         changes={"token": "sso_code"})
+            db.session.commit()
+        raise _invalid_code()
+    if session is None or not session.is_active(now) or not session.account.is_active(now):
+        db.session.commit()
+        raise _invalid_code()
+    return committed_session_document(api, session, now, sessions.new_refresh_token(session))
+
+
 def register(api):
     def auth_sso_start():
         return start(api)
 
+    def auth_sso_callback():
+        return callback(api)
+
+    def auth_sso_exchange():
+        return exchange(api)
+
     api.blueprint.add_url_rule("/auth/sso/start", "auth_sso_start", auth_sso_start, methods=["GET"])
+    api.blueprint.add_url_rule("/auth/sso/callback", "auth_sso_callback", auth_sso_callback, methods=["GET"])
+    api.blueprint.add_url_rule("/auth/sso/exchange", "auth_sso_exchange", auth_sso_exchange, methods=["POST"])

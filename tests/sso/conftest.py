@@ -4,8 +4,11 @@ run on 127.0.0.1 by the suite."""
 import pytest
 from oidc_provider_mock import run_server_in_thread
 
+from iam import secret_store
 from iam.extensions import db
 from iam.models import IdentityProvider, IdentityProviderDomain
+from iam.resources.identity_providers import SECRET_PURPOSE
+from iam.sso import id_token
 from iam.sso import provider as providers
 
 
@@ -19,8 +22,10 @@ def oidc_provider():
 @pytest.fixture(autouse=True)
 def _fresh_metadata():
     providers.forget()
+    id_token.forget()
     yield
     providers.forget()
+    id_token.forget()
 
 
 @pytest.fixture
@@ -33,9 +38,13 @@ def make_provider(app, org, oidc_provider):
     """An identity provider row of `org` pointing at the running provider (attributes overridable)."""
     def make(**values):
         values.setdefault("issuer", oidc_provider[0])
+        secret = values.pop("client_secret", "iam-test-secret")
         domains = values.pop("email_domains", ["acme.example"])
         with app.app_context():
-            row = IdentityProvider(organization_id=org.id, name="Acme", client_id="iam-test-client",
+            if secret is not None:
+                values["client_secret_sealed"] = secret_store.seal(secret, SECRET_PURPOSE)
+            values.setdefault("organization_id", org.id)
+            row = IdentityProvider(name="Acme", client_id=values.pop("client_id", "iam-test-client"),
                                    email_domains=domains, domains=[IdentityProviderDomain(domain=d) for d in domains],
                                    **values)
             db.session.add(row)
