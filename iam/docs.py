@@ -16,6 +16,7 @@ from .auth.email_change import ConfirmSchema
 from .auth.password_views import ChangeSchema, RequestResetSchema, ResetSchema
 from .auth.views import ApiLoginSchema, LoginSchema, RefreshSchema
 from .sso.realm import LoginUrlSchema
+from .sso.flow import ExchangeSchema
 from .jsonapi.openapi import field_schema, register_docs, schema_ref
 from .resources.invitations import AcceptSchema, InvitationSchema
 from .resources.organizations import IncrementSchema
@@ -166,6 +167,29 @@ OPERATIONS = {
             {"name": "return_to", "in": "query", "required": False, "schema": _text(maxLength=2048)}],
         "responses": {"302": "To the identity provider's authorization endpoint."},
         "errors": ("400", "401", "503")},
+    "GET /auth/sso/callback": {
+        "public": True, "summary": "Where the identity provider sends the browser back (register this URL there)",
+        "description": "Claims the sign-in's `state` once, trades the `code` with PKCE, validates the ID token "
+                       "(the provider's JWKS, an asymmetric algorithm, `iss`, `aud`, `exp`, `iat`, `nonce`), "
+                       "requires a verified email in the provider's `email_domains` and finds the account: the "
+                       "linked identity, else the email inside the provider's organization (then linked), else a "
+                       "new account when `jit_provisioning` is on. Without `return_to`: 200 with the login "
+                       "document (`amr: [\"sso\"]`). With one: 302 to `return_to?sso_code=...`, a code that "
+                       "`POST /auth/sso/exchange` trades once within 60 seconds. Every refusal is the same 401 "
+                       "`sso_failed` (or `no_account` when no account may sign in with the identity), audited.",
+        "parameters": [
+            {"name": "state", "in": "query", "required": True, "schema": _text(maxLength=512)},
+            {"name": "code", "in": "query", "required": False, "schema": _text(maxLength=2048),
+             "description": "Required unless the provider answered `error`."},
+            {"name": "error", "in": "query", "required": False, "schema": _text(maxLength=256)}],
+        "responses": {"200": _SESSION, "302": "To `return_to` with `sso_code`."},
+        "errors": ("400", "401", "503")},
+    "POST /auth/sso/exchange": {
+        "public": True, "summary": "Trade a single sign-on code for the login answer",
+        "description": "The `sso_code` the callback put on `return_to`: once, within 60 seconds. A second use "
+                       "ends the session the code opened.",
+        "body": _fields_body(ExchangeSchema, secret=("code",)),
+        "responses": {"200": _SESSION}, "errors": ("401",)},
     "POST /auth/refresh": {
         "public": True, "summary": "Trade a refresh token for a new pair",
         "description": "A refresh token works once: presenting a used one ends the whole session.",

@@ -80,6 +80,11 @@ CONFIG = {
         # any other one is the contract's 400 invalid_return_to (tests/api/test_login_url.py).
         "include-path": ["/auth/login_url", "/auth/sso/start"],
         "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTABLE, "400"]}},
+    }, {
+        # The callback needs `code` unless the provider answered `error` (one or the other: a rule
+        # the document states in words), a 400 naming the parameter (tests/sso/test_callback.py).
+        "include-path": ["/auth/sso/callback"],
+        "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTABLE, "400"]}},
     }],
 }
 
