@@ -87,7 +87,8 @@ _SESSION_COLUMNS = [_SESSIONS.c[name] for name in ("id", "account_id", "api_key_
                                                    "expires_at", "revoked_at", "updated_at", "version")]
 _ACCOUNT_COLUMNS = [_ACCOUNTS.c[name] for name in (
     "id", "email", "account_type", "auth_type", "enabled", "expires_at", "person_id", "organization_id",
-    "preferences", "consent_given_at", "last_login_at", "created_at", "updated_at", "version")]
+    "preferences", "consent_given_at", "last_login_at", "created_at", "updated_at", "version")] + [
+    Account.sso_linked.expression.label("sso_linked")]
 _ROLE_COLUMNS = [_ROLES.c[name] for name in ("id", "name", "scopes", "not_before", "expires_at",
                                              "scope_organization_id")]
 _GROUP_COLUMNS = [_GROUPS.c.id, _GROUPS.c.organization_id, _GROUPS.c.roles]

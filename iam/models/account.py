@@ -1,5 +1,5 @@
 """Accounts, the roles granted to them and their API keys."""
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, and_, case, event, func, or_, select
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, and_, case, event, exists, func, or_, select
 from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import mapped_column, relationship
 
@@ -46,6 +46,18 @@ class Account(Timestamped, db.Model):
                             passive_deletes=True)
     groups = relationship("Group", secondary="group_members", back_populates="members", passive_deletes=True,
                           order_by="Group.id")
+    identities = relationship("AccountIdentity", back_populates="account", passive_deletes=True)
+
+    @hybrid_property
+    def sso_linked(self):
+        """Whether an identity at an identity provider is linked to the account (section 8)."""
+        return bool(self.identities)
+
+    @sso_linked.inplace.expression
+    @classmethod
+    def _sso_linked_expression(cls):
+        from .identity import AccountIdentity
+        return exists().where(AccountIdentity.account_id == cls.id)
 
     def is_active(self, now=None):
         now = now or utcnow()

@@ -64,7 +64,7 @@ class AccountIdentity(Timestamped, db.Model):
     email = mapped_column(String(320), nullable=True)
     last_login_at = mapped_column(UTCDateTime, nullable=True)
 
-    account = relationship("Account")
+    account = relationship("Account", back_populates="identities")
     identity_provider = relationship("IdentityProvider")
 
 

@@ -50,6 +50,7 @@ class AccountSchema(JsonApiSchema):
     preferences = JsonObject()
     consent_given_at = Timestamp(dump_only=True)
     last_login_at = Timestamp(dump_only=True)
+    sso_linked = Bool(dump_only=True)
     created_at = Timestamp(dump_only=True)
     updated_at = Timestamp(dump_only=True)
     password = Str(load_only=True, validate=lambda value: _password_policy(value))
@@ -103,7 +104,7 @@ class Accounts(Resource):
     aliases = ("iam/accounts",)
     model = Account
     schema = AccountSchema
-    attribute_types = {"email": ft.String(case_insensitive=True)}
+    attribute_types = {"email": ft.String(case_insensitive=True), "sso_linked": ft.Boolean()}
     unique = {"email": lambda value: func.lower(Account.email) == value.lower()}
     # An account made for a person belongs to that person's organization unless told otherwise
     # (derived before the ids in the body are checked, so the organization is checked too).

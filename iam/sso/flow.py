@@ -221,15 +221,49 @@ def _trade_code(idp, endpoints, attempt, code):
         raise Failed("the token endpoint did not answer a token", idp) from None
 
 
+# Issuer -> the claim naming the organization an account belongs to there, which must be one of
+# the provider's email domains. Anyone may make a Google account for an address they receive
+# mail at: only the hosted domain (`hd`) says the account is one of the organization's Google
+# Workspace.
+HOSTED_DOMAIN_CLAIMS = {"https://accounts.google.com": "hd"}
+# The claims that say the email may be trusted: OpenID Connect's own, and Microsoft Entra ID's
+# (which never sends email_verified; `xms_edov`, an optional claim, says the email's domain is
+# one the tenant has verified). A boolean by the standards; some providers send the string "true".
+VERIFIED = ("email_verified", "xms_edov")
+
+
+def _verified(claims):
+    return any(claims.get(name) in (True, "true") for name in VERIFIED)
+
+
+def _with_userinfo(idp, endpoints, token, claims):
+    """The ID token's claims, completed from the UserInfo endpoint when they lack the email or
+    its verification (Core section 5.3; Okta's org server sends a thin ID token in this flow).
+    The UserInfo answer counts only for the same `sub` (section 5.3.4); the ID token's own
+    claims are kept where both have one."""
+    if isinstance(claims.get("email"), str) and _verified(claims):
+        return claims
+    url, access_token = endpoints.get("userinfo_endpoint"), token.get("access_token")
+    if not isinstance(url, str) or not url or not isinstance(access_token, str) or not access_token:
+        return claims
+    info = providers.fetch_json(url, headers={"Authorization": f"Bearer {access_token}"})
+    if info.get("sub") != claims["sub"]:
+        raise Failed("the UserInfo answer is about another subject than the ID token", idp)
+    return {**info, **{name: value for name, value in claims.items() if value is not None}}
+
+
 def _verified_email(idp, claims):
     email = claims.get("email")
     if not isinstance(email, str) or not 3 <= len(email) <= 320 or "@" not in email:
         raise Failed("the ID token carries no email", idp)
-    # A boolean by the standard; some providers send the string "true".
-    if claims.get("email_verified") not in (True, "true"):
+    if not _verified(claims):
         raise Failed(f"the provider has not verified {email}", idp)
-    if domain_of(email) not in {domain.lower() for domain in idp.email_domains}:
+    domains = {domain.lower() for domain in idp.email_domains}
+    if domain_of(email) not in domains:
         raise Failed(f"{email} is outside the provider's email domains", idp)
+    hosted = HOSTED_DOMAIN_CLAIMS.get(idp.issuer)
+    if hosted is not None and str(claims.get(hosted, "")).lower() not in domains:
+        raise Failed(f"{email} is not an account of the organization's own domain at the provider ({hosted})", idp)
     return email.strip()
 
 
@@ -263,6 +297,7 @@ def callback(api):
             claims = id_token.validate(
                 token.get("id_token"), issuer=idp.issuer, client_id=idp.client_id, nonce=attempt.nonce,
                 jwks_uri=endpoints["jwks_uri"], advertised=endpoints.get("id_token_signing_alg_values_supported"))
+            claims = _with_userinfo(idp, endpoints, token, claims)
         except id_token.InvalidIdToken as invalid:
             raise Failed(f"ID token refused: {invalid}", idp) from None
         except providers.ProviderUnavailable as unavailable:

@@ -26,10 +26,10 @@ class ProviderUnavailable(Exception):
     """The provider could not be reached, or its answer is not what OpenID Connect says."""
 
 
-def fetch_json(url, session=None):
+def fetch_json(url, session=None, headers=None):
     """A JSON object from `url`, within TIMEOUT and MAX_DOCUMENT; ProviderUnavailable otherwise."""
     try:
-        response = (session or requests).get(url, timeout=TIMEOUT, headers={"Accept": "application/json"},
+        response = (session or requests).get(url, timeout=TIMEOUT, headers={"Accept": "application/json", **(headers or {})},
                                              stream=True, allow_redirects=False)
         body = response.raw.read(MAX_DOCUMENT + 1, decode_content=True)
         response.close()

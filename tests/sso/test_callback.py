@@ -323,3 +323,27 @@ def test_the_client_secret_and_the_tokens_are_in_no_log_or_audit_event(app, make
 def test_the_flow_is_in_the_openapi_document(app):
     paths = app.test_client().get(f"{API}/openapi.json").get_json()["paths"]
     assert {"get"} <= set(paths["/auth/sso/callback"]) and {"post"} <= set(paths["/auth/sso/exchange"])
+
+
+def test_sso_linked_shows_and_filters_the_linked_accounts(app, make_provider, oidc_provider, factory, org, admin):
+    plain = factory.account(email="plain@acme.example", organization_id=org.id)
+    provider_id = make_provider(jit_provisioning=True)
+    set_user(oidc_provider[0], "ada-11", email="ada11@acme.example")
+    body = assert_jsonapi(sign_in(app.test_client(), provider_id, "ada-11"), 200)
+    linked = body["meta"]["account_id"]
+    mine = assert_jsonapi(me(app, body["meta"]["token"]), 200)
+    assert mine["data"]["attributes"]["sso_linked"] is True
+    listed = assert_jsonapi(admin.get("/accounts", {"filter[sso_linked]": "true"}), 200)
+    assert [item["id"] for item in listed["data"]] == [linked]
+    assert listed["data"][0]["attributes"]["sso_linked"] is True
+    unlinked = assert_jsonapi(admin.get("/accounts", {"filter[sso_linked]": "false", "count": "true"}), 200)
+    assert str(plain.id) in [item["id"] for item in unlinked["data"]] and linked not in [
+        item["id"] for item in unlinked["data"]]
+    assert all(item["attributes"]["sso_linked"] is False for item in unlinked["data"])
+    assert unlinked["meta"]["count"] == len(unlinked["data"])
+    assert error_of(admin.get("/accounts", {"filter[sso_linked]": "maybe"}), 400)["source"]["parameter"] == \
+        "filter[sso_linked]"
+    # Unlinking (DELETE /account_identities/:id) turns it off.
+    [identity] = rows(app, AccountIdentity)
+    assert admin.delete(f"/account_identities/{identity.id}").status_code == 204
+    assert assert_jsonapi(me(app, body["meta"]["token"]), 200)["data"]["attributes"]["sso_linked"] is False
