@@ -200,7 +200,8 @@ def request_urls(environ):
 PRINCIPAL_SQL = """
 SELECT s.id, s.last_used_at, s.expires_at, s.revoked_at, s.api_key_id, k.revoked_at, k.expires_at, a.expires_at,
        a.id, a.email, a.account_type, a.auth_type, a.enabled, a.expires_at, a.person_id, a.organization_id,
-       a.preferences, a.consent_given_at, a.last_login_at, a.created_at, a.updated_at, a.version,
+       a.preferences, a.consent_given_at, a.last_login_at,
+       EXISTS (SELECT 1 FROM account_identities i WHERE i.account_id = a.id), a.created_at, a.updated_at, a.version,
        (SELECT coalesce(json_agg(json_build_array(r.id, r.name, r.scopes) ORDER BY r.id), '[]')
           FROM account_roles r
          WHERE r.account_id = a.id AND (r.not_before IS NULL OR r.not_before <= %(now)s)
@@ -273,6 +274,7 @@ ACCOUNT_COLUMNS = (
     ("enabled", "a.enabled", None), ("expires_at", "a.expires_at", ts), ("person_id", "a.person_id", None),
     ("organization_id", "a.organization_id", None), ("preferences", "a.preferences", orjson.Fragment),
     ("consent_given_at", "a.consent_given_at", ts), ("last_login_at", "a.last_login_at", ts),
+    ("sso_linked", "EXISTS (SELECT 1 FROM account_identities i WHERE i.account_id = a.id)", None),
     ("created_at", "a.created_at", ts), ("updated_at", "a.updated_at", ts),
 )
 ACCOUNT_RELATIONSHIPS = ("roles", "person", "organization", "sessions", "api_keys", "groups")
