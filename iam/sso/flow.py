@@ -42,7 +42,7 @@ from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.requests_client import OAuth2Session
 from flask import current_app, redirect, request
 from marshmallow import Schema, fields, validate
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from .. import audit, secret_store
 from ..auth import sessions
@@ -115,6 +115,10 @@ def start(api):
     state, nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(32), secrets.token_urlsafe(64)
     browser = _browser_value()
     now = utcnow()
+    # Attempts and codes past their time are of no use: each start sweeps them (indexed by expiry).
+    db.session.execute(delete(SsoAttempt).where(SsoAttempt.expires_at < now)
+                       .execution_options(synchronize_session=False))
+    db.session.execute(delete(SsoCode).where(SsoCode.expires_at < now).execution_options(synchronize_session=False))
     db.session.add(SsoAttempt(
         state_digest=digest(state), browser_digest=digest(browser), identity_provider_id=idp.id, nonce=nonce,
         code_verifier_sealed=secret_store.seal(verifier, VERIFIER_PURPOSE), return_to=return_to,

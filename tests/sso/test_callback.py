@@ -347,3 +347,18 @@ def test_sso_linked_shows_and_filters_the_linked_accounts(app, make_provider, oi
     [identity] = rows(app, AccountIdentity)
     assert admin.delete(f"/account_identities/{identity.id}").status_code == 204
     assert assert_jsonapi(me(app, body["meta"]["token"]), 200)["data"]["attributes"]["sso_linked"] is False
+
+
+def test_a_start_sweeps_expired_attempts_and_codes(app, make_provider, oidc_provider, return_urls):
+    provider_id = make_provider(jit_provisioning=True)
+    set_user(oidc_provider[0], "ada-12", email="ada12@acme.example")
+    sign_in(app.test_client(), provider_id, "ada-12", return_to=RETURN_TO)
+    begin(app.test_client(), provider_id)
+    with app.app_context():
+        past = utcnow() - timedelta(seconds=1)
+        db.session.execute(update(SsoAttempt).values(expires_at=past))
+        db.session.execute(update(SsoCode).values(expires_at=past))
+        db.session.commit()
+    begin(app.test_client(), provider_id)
+    assert len(rows(app, SsoAttempt)) == 1 and rows(app, SsoCode) == []
+    assert len(rows(app, AccountSession)) == 1  # the session stays: only the code is gone
