@@ -23,6 +23,9 @@ class Invitation(Timestamped, db.Model):
     expires_at = mapped_column(UTCDateTime, nullable=False)
     accepted_at = mapped_column(UTCDateTime, nullable=True)
     revoked_at = mapped_column(UTCDateTime, nullable=True)
+    # Accepted by signing in through this provider with the invited email, not with a password.
+    identity_provider_id = mapped_column(ForeignKey("identity_providers.id", ondelete="SET NULL"), nullable=True,
+                                         index=True)
 
     organization = relationship("Organization")
 

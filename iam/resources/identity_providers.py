@@ -13,14 +13,14 @@ from urllib.parse import urlsplit
 
 from flask import current_app
 from marshmallow import ValidationError, fields as ma_fields, validate
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from .. import secret_store
 from ..jsonapi import Filter, JsonApiError, JsonApiErrors, Resource
 from ..jsonapi import filters as ft
 from ..jsonapi.errors import conflict
 from ..jsonapi.schema import Bool, Int, JsonApiSchema, Rel, Str, Timestamp
-from ..models import AccountIdentity, IdentityProvider, IdentityProviderDomain
+from ..models import AccountIdentity, IdentityProvider, IdentityProviderDomain, Invitation
 from ..models.identity import DEFAULT_CLAIM_MAPPING, DEFAULT_SCOPES
 from .invitations import InvitedRole, check_role_rows
 
@@ -171,6 +171,15 @@ class IdentityProviders(Resource):
             wanted = state.values["email_domains"]
             obj.domains = [current.get(d) or IdentityProviderDomain(domain=d) for d in wanted]
         return obj
+
+    def delete(self, ctx, obj):
+        """Its pending invitations can never be accepted now: they are revoked with it."""
+        ctx.session.execute(
+            update(Invitation).where(Invitation.identity_provider_id == obj.id, Invitation.accepted_at.is_(None),
+                                     Invitation.revoked_at.is_(None))
+            .values(revoked_at=ctx.now, token_digest=None, version=Invitation.version + 1, updated_at=ctx.now)
+            .execution_options(synchronize_session=False))
+        super().delete(ctx, obj)
 
 
 def client_secret(provider):

@@ -20,13 +20,13 @@ from ..jsonapi.errors import conflict, invalid_field
 from ..jsonapi.media import check_accept
 from ..jsonapi.schema import Int, JsonApiSchema, Rel, Str, Timestamp
 from ..jsonapi.views import snapshot
-from ..models import INVITATION_STATUSES, Account, AccountRole, Invitation, Person, utcnow
+from ..models import INVITATION_STATUSES, Account, AccountRole, IdentityProvider, Invitation, Person, utcnow
 from .account_roles import check_scope_rows, validate_scopes
 from .accounts import Email
 from .common import digest
 
 # What PATCH /invitations/:id may change (of a pending invitation).
-UPDATABLE = ("roles",)
+UPDATABLE = ("roles", "identity_provider_id")
 ROLE_NAME = validate.Regexp(r"^[A-Za-z0-9_.:-]+$", error="May contain only letters, digits and _ . : -")
 
 
@@ -68,6 +68,7 @@ class InvitationSchema(JsonApiSchema):
     expires_at = Timestamp(dump_only=True)
     accepted_at = Timestamp(dump_only=True)
     revoked_at = Timestamp(dump_only=True)
+    identity_provider_id = Int(allow_none=True)
     created_at = Timestamp(dump_only=True)
 
     organization = Rel("organizations", fk="organization_id", writable=False)
@@ -103,6 +104,39 @@ def _account_exists(email):
     return db.session.scalar(select(Account.id).where(func.lower(Account.email) == email.lower())) is not None
 
 
+def accept(invitation, now, person_values, token_digest=None, **account_values):
+    """Claim a pending invitation (one conditional UPDATE: of all the parallel acceptances of one
+    invitation, one wins) and create its person and account with the invited roles. None when
+    it is not pending any more (or its token is no longer `token_digest`); a 409 when its email
+    has an account meanwhile. Nothing is committed."""
+    claim = [Invitation.id == invitation.id, Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None),
+             Invitation.expires_at > now]
+    if token_digest is not None:
+        claim.append(Invitation.token_digest == token_digest)
+    claimed = db.session.execute(
+        update(Invitation).where(*claim)
+        .values(accepted_at=now, token_digest=None, version=Invitation.version + 1, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not claimed:
+        db.session.rollback()
+        return None
+    db.session.refresh(invitation)  # the roles as claimed: a PATCH may have committed meanwhile
+    if _account_exists(invitation.email):
+        db.session.rollback()
+        raise conflict(f"{invitation.email} already has an account; log in instead.", code="not_unique")
+    person = Person(organization_id=invitation.organization_id, facets=[], **person_values)
+    account = Account(email=invitation.email, organization_id=invitation.organization_id, person=person,
+                      account_type="personal_account", preferences={}, **account_values)
+    account.roles = [granted_role(r, invitation.organization_id, info={"invitation": invitation.id})
+                     for r in invitation.roles]
+    db.session.add(account)
+    db.session.flush()
+    db.session.execute(update(Invitation).where(Invitation.id == invitation.id)
+                       .values(account_id=account.id).execution_options(synchronize_session=False))
+    return account
+
+
 class Invitations(Resource):
     type = "invitations"
     model = Invitation
@@ -128,6 +162,25 @@ class Invitations(Resource):
         state.values.setdefault("roles", [])
         if state.changed("roles"):
             check_role_rows(state, self.registry)
+        self._check_provider(state)
+
+    def _check_provider(self, state):
+        """The provider an invitation is accepted through: one of the invitation's organization
+        (any other id, existing or not, gets the same 422), holding the invited email's domain."""
+        provider_id = state.get("identity_provider_id")
+        if provider_id is None or not state.changed("identity_provider_id"):
+            return
+        provider = state.ctx.session.get(IdentityProvider, provider_id) if 0 < provider_id < 2 ** 31 else None
+        if provider is None or provider.organization_id != state.get("organization_id"):
+            raise JsonApiErrors([state.error("identity_provider_id",
+                                             "No identity provider of the invitation's organization has this id.",
+                                             code="not_found")])
+        _, _, domain = state.get("email").rpartition("@")
+        if domain.lower() not in provider.email_domains:
+            raise JsonApiErrors([state.error("identity_provider_id",
+                                             f"The invited email's domain is not one of {provider.name}'s email "
+                                             "domains: the invitee could never sign in through it.",
+                                             code="invalid_value")])
 
     def _validate_update(self, state):
         """PATCH changes the roles of a pending invitation, and nothing else of it."""
@@ -141,6 +194,7 @@ class Invitations(Resource):
             raise JsonApiErrors(fixed)
         if state.changed("roles"):
             check_role_rows(state, self.registry)
+        self._check_provider(state)
 
     def create(self, state):
         obj = super().create(state)
@@ -192,32 +246,15 @@ class Invitations(Resource):
                                    "The invitation is invalid, used, revoked or expired.", pointer="/token")
             if invitation is None:
                 raise invalid
+            if invitation.identity_provider_id is not None:
+                raise conflict("This invitation is accepted by signing in through its identity provider: open "
+                               "/api/v3/iam/auth/sso/start?invitation_token=... in a browser, with this token.",
+                               code="sso_required", pointer="/token")
             password_hash = passwords.hash_password(args["password"])
-            claimed = db.session.execute(
-                update(Invitation)
-                .where(Invitation.id == invitation.id, Invitation.token_digest == token_digest,
-                       Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None), Invitation.expires_at > now)
-                .values(accepted_at=now, token_digest=None, version=Invitation.version + 1, updated_at=now)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            if not claimed:
-                db.session.rollback()
+            account = accept(invitation, now, {"first_name": args["first_name"], "last_name": args["last_name"]},
+                             token_digest=token_digest, password_hash=password_hash, auth_type="password")
+            if account is None:
                 raise invalid
-            db.session.refresh(invitation)  # the roles as claimed: a PATCH may have committed meanwhile
-            if _account_exists(invitation.email):
-                db.session.rollback()
-                raise conflict(f"{invitation.email} already has an account; log in instead.", code="not_unique")
-            person = Person(organization_id=invitation.organization_id, first_name=args["first_name"],
-                            last_name=args["last_name"], facets=[])
-            account = Account(email=invitation.email, organization_id=invitation.organization_id, person=person,
-                              password_hash=password_hash, account_type="personal_account", auth_type="password",
-                              preferences={})
-            account.roles = [granted_role(r, invitation.organization_id, info={"invitation": invitation.id})
-                             for r in invitation.roles]
-            db.session.add(account)
-            db.session.flush()
-            db.session.execute(update(Invitation).where(Invitation.id == invitation.id)
-                               .values(account_id=account.id).execution_options(synchronize_session=False))
             session = sessions.open_session(account, now)
             refresh_token = sessions.new_refresh_token(session)
             audit.record("invitation_accepted", actor_id=account.id, resource_type=self.type,

@@ -79,7 +79,7 @@ def person_values(claim_mapping, claims):
     return values
 
 
-def _linked(provider, subject):
+def linked(provider, subject):
     return db.session.scalars(select(AccountIdentity).where(
         AccountIdentity.identity_provider_id == provider.id, AccountIdentity.subject == subject)).one_or_none()
 
@@ -98,7 +98,7 @@ def resolve(provider, claims, email, now):
 
 def _resolve(provider, claims, email, now):
     subject = claims["sub"]
-    identity = _linked(provider, subject)
+    identity = linked(provider, subject)
     if identity is not None:
         # Bookkeeping, as a login's: parallel sign-ins of one identity must all succeed.
         record_activity(db.session, identity, now, email=email, last_login_at=now)

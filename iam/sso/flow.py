@@ -50,9 +50,10 @@ from ..auth.views import committed_session_document, parse_auth_body
 from ..extensions import db
 from ..jsonapi import JsonApiError
 from ..jsonapi.media import check_accept
-from ..models import AccountSession, IdentityProvider, SsoAttempt, SsoCode, utcnow
+from ..models import AccountIdentity, AccountSession, IdentityProvider, Invitation, SsoAttempt, SsoCode, utcnow
 from ..models.base import record_activity
 from ..resources.common import digest
+from ..resources import invitations
 from ..resources.identity_providers import callback_url, client_secret, domain_of
 from . import accounts, id_token
 from . import provider as providers
@@ -94,9 +95,33 @@ def _browser_value():
     return secrets.token_urlsafe(32)
 
 
+def _invitation():
+    """The pending invitation whose token is `invitation_token` (None without one); a 400 for any
+    other token: unknown, used, revoked, expired, or of an invitation accepted with a password."""
+    raw = request.args.get("invitation_token")
+    if raw is None:
+        return None
+    invitation = None
+    if 0 < len(raw) <= 256:
+        invitation = db.session.scalars(select(Invitation).where(Invitation.token_digest == digest(raw))).one_or_none()
+    if invitation is None or invitation.status != "pending" or invitation.identity_provider_id is None:
+        raise JsonApiError(400, "invalid_token", "Bad request",
+                           "The invitation is invalid, used, revoked or expired, or is not accepted through an "
+                           "identity provider.", parameter="invitation_token")
+    return invitation
+
+
 def start(api):
-    provider_id = _provider_id()
-    login_hint = request.args.get("login_hint") or None
+    invitation = _invitation()
+    if invitation is not None and "identity_provider_id" not in request.args:
+        provider_id = invitation.identity_provider_id
+    else:
+        provider_id = _provider_id()
+        if invitation is not None and provider_id != invitation.identity_provider_id:
+            raise JsonApiError(400, "invalid_parameter", "Invalid query parameter",
+                               "The invitation is accepted through another identity provider.",
+                               parameter="identity_provider_id")
+    login_hint = request.args.get("login_hint") or (invitation.email if invitation is not None else None)
     if login_hint is not None and len(login_hint) > 320:
         raise JsonApiError(400, "invalid_parameter", "Invalid query parameter", "login_hint is at most 320 characters.",
                            parameter="login_hint")
@@ -122,7 +147,7 @@ def start(api):
     db.session.add(SsoAttempt(
         state_digest=digest(state), browser_digest=digest(browser), identity_provider_id=idp.id, nonce=nonce,
         code_verifier_sealed=secret_store.seal(verifier, VERIFIER_PURPOSE), return_to=return_to,
-        created_at=now, expires_at=now + timedelta(seconds=ATTEMPT_TTL)))
+        invitation_id=invitation.id if invitation is not None else None, created_at=now, expires_at=now + timedelta(seconds=ATTEMPT_TTL)))
     client = OAuth2Session(idp.client_id, scope=idp.scopes, redirect_uri=callback_url(), code_challenge_method="S256")
     extra = {"login_hint": login_hint} if login_hint else {}
     url, _ = client.create_authorization_url(endpoints["authorization_endpoint"], state=state, nonce=nonce,
@@ -271,6 +296,29 @@ def _verified_email(idp, claims):
     return email.strip()
 
 
+def _accept_invitation(idp, invitation_id, claims, email, now):
+    """The account made by accepting the invitation this sign-in started from: the provider's
+    verified email must be the invited one, and the identity is linked to the new account."""
+    invitation = db.session.get(Invitation, invitation_id)
+    if invitation is None or invitation.identity_provider_id != idp.id:
+        raise Failed("the invitation is no longer accepted through this identity provider", idp)
+    if email.lower() != invitation.email.lower():
+        raise Failed(f"signed in as {email}, but the invitation is for {invitation.email}", idp)
+    if accounts.linked(idp, claims["sub"]) is not None:
+        raise Failed("this identity at the provider already has an account", idp)
+    try:
+        account = invitations.accept(invitation, now, accounts.person_values(idp.claim_mapping, claims),
+                                     auth_type="sso", password_hash=None, last_login_at=now)
+    except JsonApiError as conflict:  # its email has an account meanwhile
+        raise Failed(f"{invitation.email} already has an account", idp, error=conflict) from None
+    if account is None:
+        raise Failed("the invitation is no longer pending", idp)
+    db.session.add(AccountIdentity(account_id=account.id, identity_provider_id=idp.id, subject=claims["sub"],
+                                   email=email, last_login_at=now))
+    db.session.flush()
+    return account
+
+
 def _with_code(url, code):
     parts = urlsplit(url)
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "sso_code"]
@@ -309,7 +357,10 @@ def callback(api):
                          error=provider_unavailable()) from None
         email = _verified_email(idp, claims)
         try:
-            account, how = accounts.resolve(idp, claims, email, now)
+            if attempt.invitation_id is not None:
+                account, how = _accept_invitation(idp, attempt.invitation_id, claims, email, now), "invitation"
+            else:
+                account, how = accounts.resolve(idp, claims, email, now)
         except accounts.NoAccount as missing:
             raise Failed(str(missing), idp, error=no_account()) from None
         except accounts.Refused as refused:
@@ -318,10 +369,14 @@ def callback(api):
             raise Failed(f"the account {account.id} is disabled or expired", idp, account)
     except Failed as failure:
         raise _failed(failure) from None
-    if how != "sso_jit":
+    if how not in ("sso_jit", "invitation"):
         record_activity(db.session, account, now, last_login_at=now)
     session = sessions.open_session(account, now, amr=["sso"])
-    if how is not None:
+    if how == "invitation":
+        audit.record("invitation_accepted", actor_id=account.id, resource_type="invitations",
+                     resource_id=attempt.invitation_id, organization_id=account.organization_id,
+                     changes={"identity_provider_id": idp.id, "subject": claims["sub"]})
+    elif how is not None:
         audit.record(how, actor_id=account.id, resource_type="accounts", resource_id=account.id,
                      organization_id=account.organization_id,
                      changes={"identity_provider_id": idp.id, "subject": claims["sub"]})
