@@ -7,7 +7,7 @@
   a `kid` the kept set lacks (a provider rotating its keys), but at most once every
   REFETCH_INTERVAL seconds per key set, so forged tokens with random kids cannot make this
   server hammer the provider.
-- The claims: `iss` exactly the provider's issuer, `aud` containing the client id (and `azp`
+- The claims: `iss` exactly the provider's issuer (or a form ISSUER_ALIASES lists), `aud` containing the client id (and `azp`
   the client id when present or when `aud` names others), `exp` in the future and `iat` in the
   past (LEEWAY seconds of clock skew either way), `sub` present, `nonce` the one stored at the
   start.
@@ -31,6 +31,9 @@ LEEWAY = 60
 JWKS_TTL = 3600
 REFETCH_INTERVAL = 60
 MAX_TOKEN = 16 * 1024  # an ID token larger than this is refused before it is parsed
+# Issuers whose tokens may name them another way: Google documents that its ID tokens' `iss` is
+# `https://accounts.google.com` or `accounts.google.com`.
+ISSUER_ALIASES = {"https://accounts.google.com": ("accounts.google.com",)}
 
 _lock = threading.Lock()
 _key_sets = {}  # jwks_uri -> (fetched at, KeySet)
@@ -110,8 +113,9 @@ def validate(id_token, *, issuer, client_id, nonce, jwks_uri, advertised=None, n
     if token is None:
         raise InvalidIdToken("the id_token's signature does not verify with the provider's keys")
     claims = token.claims
+    issuers = [issuer, *ISSUER_ALIASES.get(issuer, ())]
     registry = jwt.JWTClaimsRegistry(
-        leeway=LEEWAY, iss={"essential": True, "value": issuer}, aud={"essential": True, "value": client_id},
+        leeway=LEEWAY, iss={"essential": True, "values": issuers}, aud={"essential": True, "value": client_id},
         sub={"essential": True}, exp={"essential": True}, iat={"essential": True}, nonce={"essential": True})
     try:
         registry.validate(claims)
