@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 from authlib.common.errors import AuthlibBaseError
+from email_validator import EmailNotValidError, validate_email
 from authlib.integrations.requests_client import OAuth2Session
 from flask import current_app, redirect, request
 from marshmallow import Schema, fields, validate
@@ -242,7 +243,10 @@ def _trade_code(idp, endpoints, attempt, code):
     except AuthlibBaseError as error:
         raise Failed(f"the token endpoint refused the code ({error.error})", idp) from None
     except requests.HTTPError as error:
-        raise Failed(f"the token endpoint answered {error.response.status_code}", idp) from None
+        status = error.response.status_code
+        if status >= 500:  # the provider's trouble, not the sign-in's: try again later
+            raise providers.ProviderUnavailable(f"the token endpoint answered {status}") from None
+        raise Failed(f"the token endpoint answered {status}", idp) from None
     except requests.RequestException as error:
         raise providers.ProviderUnavailable(f"the token endpoint could not be reached ({type(error).__name__})") \
             from None
@@ -283,8 +287,12 @@ def _with_userinfo(idp, endpoints, token, claims):
 
 def _verified_email(idp, claims):
     email = claims.get("email")
-    if not isinstance(email, str) or not 3 <= len(email) <= 320 or "@" not in email:
+    if not isinstance(email, str) or not email:
         raise Failed("the ID token carries no email", idp)
+    try:  # the rules of an email an account may have (accounts.py), before the email is logged
+        email = validate_email(email, check_deliverability=False).normalized
+    except EmailNotValidError:
+        raise Failed("the ID token's email is not an email address", idp) from None
     if not _verified(claims):
         raise Failed(f"the provider has not verified {email}", idp)
     domains = {domain.lower() for domain in idp.email_domains}
@@ -293,7 +301,7 @@ def _verified_email(idp, claims):
     hosted = HOSTED_DOMAIN_CLAIMS.get(idp.issuer)
     if hosted is not None and str(claims.get(hosted, "")).lower() not in domains:
         raise Failed(f"{email} is not an account of the organization's own domain at the provider ({hosted})", idp)
-    return email.strip()
+    return email
 
 
 def _accept_invitation(idp, invitation_id, claims, email, now):

@@ -69,11 +69,22 @@ def _candidates(key_set, alg, kid):
     return [key for key in keys if key.kid == kid] if kid is not None else keys
 
 
+def _claim_refetch(jwks_uri, now):
+    """Whether this request may fetch the key set again: the first one past REFETCH_INTERVAL
+    claims it (under the lock), so parallel tokens with unknown kids make one fetch, not many."""
+    with _lock:
+        kept = _key_sets.get(jwks_uri)
+        if kept is None or now - kept[0] < REFETCH_INTERVAL:
+            return False
+        _key_sets[jwks_uri] = (now, kept[1])
+        return True
+
+
 def _keys_for(jwks_uri, alg, kid, now):
     """The provider's keys that may have signed this token; fetched again for an unknown kid."""
-    key_set, fetched_at = _key_set(jwks_uri, now)
+    key_set, _ = _key_set(jwks_uri, now)
     keys = _candidates(key_set, alg, kid)
-    if not keys and now - fetched_at >= REFETCH_INTERVAL:
+    if not keys and _claim_refetch(jwks_uri, now):
         keys = _candidates(_fetch_key_set(jwks_uri, now), alg, kid)
     if not keys:
         raise InvalidIdToken(f"signed by a key the provider does not publish (kid {kid!r}, {alg})")

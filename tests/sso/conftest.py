@@ -10,6 +10,7 @@ from iam.models import IdentityProvider, IdentityProviderDomain
 from iam.resources.identity_providers import SECRET_PURPOSE
 from iam.sso import id_token
 from iam.sso import provider as providers
+from tests.sso.forger import Forger
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +52,25 @@ def make_provider(app, org, oidc_provider):
             db.session.commit()
             return row.id
     return make
+
+
+# The forger (forger.py): a provider that issues whatever ID token a test's recipe says.
+
+@pytest.fixture(scope="session")
+def _running_forger():
+    with Forger().serve() as forger:
+        yield forger
+
+
+@pytest.fixture
+def forger(_running_forger):
+    _running_forger.reset()
+    yield _running_forger
+    _running_forger.reset()
+
+
+@pytest.fixture
+def provider_id(make_provider, forger):
+    """A provider row for the forger that creates accounts on first sign-in (so that a wrongly
+    accepted token would show as a new account)."""
+    return make_provider(issuer=forger.issuer, jit_provisioning=True)

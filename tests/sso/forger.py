@@ -13,7 +13,9 @@ provider must, so that a refusal is the ID token's fault and nothing else's:
   new random code and redirects straight back with the code and the state;
 - `/token` takes a code once, with its redirect_uri, the client secret (client_secret_basic or
   client_secret_post) and the PKCE verifier matching the challenge, and answers RFC 6749 error
-  JSON otherwise (400 invalid_grant, 401 invalid_client).
+  JSON otherwise (400 invalid_grant, 401 invalid_client);
+- `/userinfo` answers the ID token's claims about the user (the recipe's `userinfo` over them)
+  for an access token it issued, and counts its calls (`userinfo_calls`).
 
 Run it with `Forger().serve()` (a context manager: a threaded werkzeug server on localhost);
 `reset()` between tests.
@@ -25,15 +27,22 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
 from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
+import requests
 import werkzeug.serving
 from flask import Flask, jsonify, redirect, request
 from joserfc import jwt
 from joserfc.jwk import OctKey, RSAKey
+from sqlalchemy import func, select
+
+from iam.extensions import db
+from iam.models import Account, AccountIdentity, AccountSession, AuditEvent, SsoCode
+from tests.helpers import error_of
+from tests.sso.flows import CALLBACK, begin
 
 CLIENT_SECRET = "iam-test-secret"
 ASYMMETRIC = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
@@ -56,13 +65,16 @@ def s256(verifier):
 class Recipe:
     """How the next ID token (and token answer) is made."""
 
-    claims: dict = field(default_factory=dict)  # merged over the default claims (DROP deletes one)
+    claims: dict = field(default_factory=dict)  # merged over the default claims (DROP deletes one; a
+    #                                             callable is called with the time the token is made)
     header: dict = field(default_factory=dict)  # merged over {"alg", "kid"} (DROP deletes one)
     alg: str = "RS256"  # "none": unsigned; "HS...": an HMAC under the client secret; else signed by `key`
     key: object = None  # a joserfc key to sign with instead of the forger's signing key
     tamper: Callable[[str], str] | None = None  # applied to the finished token
     answer: tuple | None = None  # (status, body, content type) the token endpoint answers instead of a token
     padding: int = 0  # characters of filler added to the token answer
+    userinfo: dict = field(default_factory=dict)  # merged over the ID token's claims about the user at /userinfo
+    userinfo_status: int = 200  # what /userinfo answers (not 200: an error)
 
 
 def _merged(base, overrides):
@@ -89,6 +101,8 @@ class Forger:
             self.grants = {}           # code -> what /authorize was asked
             self.authorizations = []   # those, in order
             self.token_requests = []   # {"auth": method, "error": None or the error answered}
+            self.access_tokens = {}    # access token -> the grant it was issued for
+            self.userinfo_calls = 0
 
     def rotate(self, kid="forger-2"):
         """Publish only a new key, and sign with it."""
@@ -109,7 +123,8 @@ class Forger:
                   "family_name": "Lovelace"}
         if grant["nonce"] is not None:
             claims["nonce"] = grant["nonce"]
-        return _merged(claims, self.recipe.claims)
+        overrides = {name: value(now) if callable(value) else value for name, value in self.recipe.claims.items()}
+        return _merged(claims, overrides)
 
     def id_token(self, grant):
         recipe = self.recipe
@@ -138,6 +153,7 @@ class Forger:
                 "authorization_endpoint": self.issuer + "/authorize",
                 "token_endpoint": self.issuer + "/token",
                 "jwks_uri": self.issuer + "/jwks",
+                "userinfo_endpoint": self.issuer + "/userinfo",
                 "response_types_supported": ["code"],
                 "subject_types_supported": ["public"],
                 "id_token_signing_alg_values_supported": ASYMMETRIC,
@@ -183,11 +199,30 @@ class Forger:
                 status, body, content_type = self.recipe.answer
                 body = json.dumps(body) if isinstance(body, dict) else body
                 return body, status, {"Content-Type": content_type}
-            answer = {"access_token": secrets.token_urlsafe(32), "token_type": "Bearer", "expires_in": 3600,
+            access_token = secrets.token_urlsafe(32)
+            with self._lock:
+                self.access_tokens[access_token] = grant
+            answer = {"access_token": access_token, "token_type": "Bearer", "expires_in": 3600,
                       "id_token": self.id_token(grant)}
             if self.recipe.padding:
                 answer["padding"] = "x" * self.recipe.padding
             return jsonify(answer), 200, {"Cache-Control": "no-store"}
+
+        @app.get("/userinfo")
+        def userinfo():
+            """The user's claims (those of the ID token but the token's own, and the recipe's
+            `userinfo` over them), for a Bearer access token this forger issued."""
+            header = request.headers.get("Authorization", "")
+            with self._lock:
+                self.userinfo_calls += 1
+                grant = self.access_tokens.get(header[7:]) if header.startswith("Bearer ") else None
+            if grant is None:
+                return jsonify(error="invalid_token"), 401, {"WWW-Authenticate": "Bearer"}
+            if self.recipe.userinfo_status != 200:
+                return jsonify(error="server_error"), self.recipe.userinfo_status
+            claims = {name: value for name, value in self.claims(grant, int(time.time())).items()
+                      if name not in ("iss", "aud", "exp", "iat", "nonce", "azp")}
+            return jsonify(_merged(claims, self.recipe.userinfo))
 
         return app
 
@@ -237,3 +272,44 @@ class Forger:
             self.server.shutdown()
             self.server.server_close()
             thread.join(5)
+
+
+# Helpers of the tests that drive the flow against the forger.
+
+def sign_in(client, provider_id):
+    """start -> the forger's /authorize -> the callback, in one browser (the test client)."""
+    answer = requests.get(begin(client, provider_id), allow_redirects=False, timeout=10)
+    assert answer.status_code == 302, answer.text
+    back = urlsplit(answer.headers["Location"])
+    assert back.path == CALLBACK, answer.headers["Location"]
+    return client.get(f"{back.path}?{back.query}")
+
+
+def count(model):
+    return db.session.scalar(select(func.count()).select_from(model))
+
+
+def failures():
+    return db.session.scalars(select(AuditEvent).where(AuditEvent.action == "sso_failed")).all()
+
+
+def assert_signed_in(app, response):
+    assert response.status_code == 200, response.get_data(as_text=True)
+    meta = response.get_json()["meta"]
+    assert meta["token"]
+    with app.app_context():
+        session = db.session.get(AccountSession, int(response.get_json()["data"]["id"]))
+        assert session.amr == ["sso"] and str(session.account_id) == meta["account_id"]
+        assert failures() == []
+    return meta
+
+
+def assert_refused(app, response, reason, status=401, code="sso_failed"):
+    """The refusal's answer, and nothing stored but its audit event (whose reason says `reason`)."""
+    assert error_of(response, status)["code"] == code
+    with app.app_context():
+        assert count(AccountSession) == count(Account) == count(AccountIdentity) == count(SsoCode) == 0
+        (event,) = db.session.scalars(select(AuditEvent)).all()
+        assert event.action == "sso_failed"
+        assert reason in event.changes["reason"], event.changes["reason"]
+    return event

@@ -57,7 +57,7 @@ def test_first_sign_in_creates_the_account_with_the_providers_roles_and_claims(a
     assert body["data"]["type"] == "account_sessions" and body["data"]["attributes"]["amr"] == ["sso"]
     assert body["meta"]["token"] and body["meta"]["refresh_token"]
     [account] = rows(app, Account)
-    assert account.email == "Ada@Acme.example" and account.auth_type == "sso" and account.password_hash is None
+    assert account.email == "Ada@acme.example" and account.auth_type == "sso" and account.password_hash is None
     assert account.organization_id == org.id and account.last_login_at is not None
     [person] = rows(app, Person)
     assert (person.first_name, person.last_name, person.picture_url, person.organization_id) == (
