@@ -56,11 +56,14 @@ ROUTE_LIMITS = {
     "iam.accounts_me": ("IAM_LOGIN_RATE_LIMIT", _failed, ["PATCH"]),
     "iam.invitations_accept": ("IAM_INVITATION_RATE_LIMIT", _failed),
     "iam.invitations_resend": ("IAM_INVITATION_RATE_LIMIT", None),
-    # Failures of single sign-on count like failed logins (contract section 8).
+    # Failures of single sign-on count like failed logins (contract section 8), in one count
+    # for the three steps of the flow (SHARED below).
     "iam.auth_sso_start": ("IAM_LOGIN_RATE_LIMIT", _failed),
     "iam.auth_sso_callback": ("IAM_LOGIN_RATE_LIMIT", _failed),
     "iam.auth_sso_exchange": ("IAM_LOGIN_RATE_LIMIT", _failed),
 }
+# endpoint -> the scope it shares its count with (the other endpoints count on their own)
+SHARED = {"iam.auth_sso_start": "sso", "iam.auth_sso_callback": "sso", "iam.auth_sso_exchange": "sso"}
 
 
 class _OutageProofStrategy:
@@ -180,8 +183,10 @@ def init_app(app):
                        headers_enabled=True, key_prefix="iam", strategy="moving-window")
     for endpoint, (setting, deduct_when, *methods) in ROUTE_LIMITS.items():
         view = app.view_functions[endpoint]
-        limit = limiter.limit(lambda setting=setting: current_app.config[setting], deduct_when=deduct_when,
-                              methods=methods[0] if methods else None)
+        value = (lambda setting=setting: current_app.config[setting])
+        options = {"deduct_when": deduct_when, "methods": methods[0] if methods else None}
+        limit = (limiter.shared_limit(value, scope=SHARED[endpoint], **options) if endpoint in SHARED
+                 else limiter.limit(value, **options))
         app.view_functions[endpoint] = limit(view) if not methods else _for_methods(view, limit(view), methods[0])
     _only_where_limited(app, limiter)
     app.extensions["iam_limiter"] = limiter

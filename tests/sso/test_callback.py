@@ -362,3 +362,33 @@ def test_a_start_sweeps_expired_attempts_and_codes(app, make_provider, oidc_prov
     begin(app.test_client(), provider_id)
     assert len(rows(app, SsoAttempt)) == 1 and rows(app, SsoCode) == []
     assert len(rows(app, AccountSession)) == 1  # the session stays: only the code is gone
+
+
+@pytest.fixture
+def three_failures_a_minute(app):
+    default = app.config["IAM_LOGIN_RATE_LIMIT"]
+    app.config["IAM_LOGIN_RATE_LIMIT"] = "3 per minute"
+    yield
+    app.config["IAM_LOGIN_RATE_LIMIT"] = default
+
+
+def test_failed_callbacks_and_exchanges_count_like_failed_logins(app, make_provider, oidc_provider,
+                                                                  three_failures_a_minute):
+    provider_id = make_provider(jit_provisioning=True)
+    set_user(oidc_provider[0], "ada-13", email="ada13@acme.example")
+    # Successful sign-ins from an address are never counted against it.
+    browser = app.test_client()
+    browser.environ_base["REMOTE_ADDR"] = "10.0.0.7"
+    for _ in range(4):
+        assert sign_in(browser, provider_id, "ada-13").status_code == 200
+    prober = app.test_client()
+    prober.environ_base["REMOTE_ADDR"] = "10.0.0.9"
+    forged = {"state": "x" * 43, "code": "abc"}
+    assert prober.get(CALLBACK, query_string=forged).status_code == 401
+    assert ApiClient(prober).post(EXCHANGE, {"code": "guess"}).status_code == 401
+    assert prober.get(CALLBACK, query_string=forged).status_code == 401
+    limited = prober.get(CALLBACK, query_string=forged)
+    assert error_of(limited, 429) and int(limited.headers["Retry-After"]) > 0
+    assert ApiClient(prober).post(EXCHANGE, {"code": "guess"}).status_code == 429
+    # Another address is not held back.
+    assert sign_in(browser, provider_id, "ada-13").status_code == 200
