@@ -33,7 +33,10 @@ from prometheus_client import multiprocess
 
 access_log = logging.getLogger("iam.access")
 SECRET_PARAMETERS = frozenset({"token", "refresh_token", "password", "key", "api_key", "current_password",
-                               "new_password", "access_token"})
+                               "new_password", "access_token",
+                               # single sign-on: the provider's code and state at the callback, an
+                               # invitation's token at the start, an application's exchange code
+                               "code", "state", "invitation_token", "sso_code"})
 
 REQUESTS = Counter("iam_requests_total", "HTTP requests answered.", ["method", "endpoint", "status"])
 LATENCY = Histogram("iam_request_duration_seconds", "Time to answer an HTTP request.", ["method", "endpoint"],

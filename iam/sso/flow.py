@@ -427,7 +427,7 @@ def exchange(api):
             sessions.end(session, now)
             audit.record("token_reuse", actor_id=session.account_id, resource_type="account_sessions",
                          resource_id=session.id, organization_id=session.account.organization_id,
-                         changes={"token": "sso_code"})
+                         changes={"reused": "sso_code"})
             db.session.commit()
         raise _invalid_code()
     if session is None or not session.is_active(now) or not session.account.is_active(now):

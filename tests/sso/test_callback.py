@@ -2,6 +2,7 @@
 whole sign-in without and with return_to, just-in-time creation, linking by email inside the
 provider's organization only, the second sign-in, and the refusals that do not need a forged
 token (those are in test_id_token_refusals.py)."""
+import json
 import logging
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
@@ -304,20 +305,27 @@ def test_the_client_secret_and_the_tokens_are_in_no_log_or_audit_event(app, make
     provider_id = make_provider(jit_provisioning=True, client_secret="a-very-secret-client-secret-1234")
     set_user(oidc_provider[0], "ada-10", email="ada10@acme.example")
     caplog.set_level(logging.DEBUG)
-    body = assert_jsonapi(sign_in(app.test_client(), provider_id, "ada-10"), 200)
+    browser = app.test_client()
+    callback = authorize(begin(browser, provider_id), "ada-10")
+    query = parse_qs(urlsplit(callback).query)
+    body = assert_jsonapi(browser.get(callback), 200)
     back = sign_in(app.test_client(), provider_id, "ada-10", return_to=RETURN_TO)
     code = parse_qs(urlsplit(back.headers["Location"]).query)["sso_code"][0]
     traded = assert_jsonapi(ApiClient(app.test_client()).post(EXCHANGE, {"code": code}), 200)
     secrets = ["a-very-secret-client-secret-1234", body["meta"]["token"], body["meta"]["refresh_token"],
-               traded["meta"]["refresh_token"], code]
+               traded["meta"]["refresh_token"], code, query["code"][0], query["state"][0]]
     with app.app_context():
         events = repr([(e.action, e.changes) for e in db.session.scalars(select(AuditEvent))])
         stored = repr([vars(p) for p in db.session.scalars(select(IdentityProvider))])
-    logged = caplog.text
+    # What this server logged (the test's own requests to the provider, as a browser's, log too).
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name.split(".")[0] in ("iam", app.logger.name))
     for secret in secrets:
         assert secret not in logged and secret not in events
     assert "a-very-secret-client-secret-1234" not in stored
     assert "sso_login" in events
+    logged_callback = next(json.loads(r.getMessage()) for r in caplog.records
+                           if r.name == "iam.access" and "/auth/sso/callback" in r.getMessage())
+    assert logged_callback["query"] == {"code": "[redacted]", "state": "[redacted]"}
 
 
 def test_the_flow_is_in_the_openapi_document(app):
