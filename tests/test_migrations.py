@@ -139,3 +139,31 @@ def test_0010_records_how_existing_sessions_were_authenticated(migration_app):
     amr = {row[0]: row[1] if isinstance(row[1], list) else json.loads(row[1]) for row in rows}
     assert amr == {1: ["pwd"], 2: ["api_key"]}
     assert all(str(row[2])[:19] == str(row[3])[:19] for row in rows)
+
+
+def test_0011_keeps_every_invitation_and_sqlites_autoincrement(migration_app):
+    """0011 rebuilds invitations on SQLite: the rows stay with their ids, ids still never come
+    back, and the new column is empty."""
+    from sqlalchemy import text
+
+    now = "2026-11-30 12:00:00"
+    with migration_app.app_context():
+        upgrade(revision="0010")
+        with db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO organizations (id, name, slug, enabled, quota_usage, created_at, "
+                              "updated_at, version) VALUES (1, 'Acme', 'acme', true, 0, :now, :now, 1)"), {"now": now})
+            for n in (1, 2, 3):  # ids as the database hands them out: 1, 2, 3
+                conn.execute(text(
+                    "INSERT INTO invitations (email, organization_id, roles, token_digest, expires_at, created_at, "
+                    "updated_at, version) VALUES (:email, 1, '[]', :digest, :now, :now, :now, 1)"),
+                    {"email": f"i{n}@example.com", "digest": f"d{n}", "now": now})
+            conn.execute(text("DELETE FROM invitations WHERE email = 'i3@example.com'"))
+        upgrade()
+        with db.engine.begin() as conn:
+            rows = conn.execute(text("SELECT id, email, identity_provider_id FROM invitations ORDER BY id")).all()
+            conn.execute(text(
+                "INSERT INTO invitations (email, organization_id, roles, expires_at, created_at, updated_at, version) "
+                "VALUES ('new@example.com', 1, '[]', :now, :now, :now, 1)"), {"now": now})
+            new_id = conn.execute(text("SELECT id FROM invitations WHERE email = 'new@example.com'")).scalar()
+    assert [tuple(row) for row in rows] == [(1, "i1@example.com", None), (2, "i2@example.com", None)]
+    assert new_id == 4  # 3 was deleted: never handed out again

@@ -57,7 +57,9 @@ class Account(Timestamped, db.Model):
     @classmethod
     def _sso_linked_expression(cls):
         from .identity import AccountIdentity
-        return exists().where(AccountIdentity.account_id == cls.id)
+        # Correlated to the accounts row only: read beside account_identities (an identity's
+        # included account), the subquery keeps its own FROM.
+        return exists().where(AccountIdentity.account_id == cls.id).correlate_except(AccountIdentity)
 
     def is_active(self, now=None):
         now = now or utcnow()

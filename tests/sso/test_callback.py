@@ -351,6 +351,9 @@ def test_sso_linked_shows_and_filters_the_linked_accounts(app, make_provider, oi
     assert unlinked["meta"]["count"] == len(unlinked["data"])
     assert error_of(admin.get("/accounts", {"filter[sso_linked]": "maybe"}), 400)["source"]["parameter"] == \
         "filter[sso_linked]"
+    # Read beside the identity it comes from (the included account of an identity).
+    both = assert_jsonapi(admin.get("/account_identities", {"include": "account"}), 200)
+    assert [a["attributes"]["sso_linked"] for a in both["included"]] == [True]
     # Unlinking (DELETE /account_identities/:id) turns it off.
     [identity] = rows(app, AccountIdentity)
     assert admin.delete(f"/account_identities/{identity.id}").status_code == 204
