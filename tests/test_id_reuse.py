@@ -22,7 +22,8 @@ migration_app = test_migrations.migration_app  # its fixture: a fresh database, 
 # The tables with an integer id at 0008 (the ones 0009 rebuilt), and every one of the models now.
 ID_TABLES_0008 = {"organizations", "organizational_units", "people", "accounts", "account_roles", "api_keys",
                   "account_sessions", "refresh_tokens", "audit_events", "settings", "invitations", "groups"}
-ID_TABLES = ID_TABLES_0008 | {"identity_providers", "account_identities", "sso_attempts", "sso_codes"}
+ID_TABLES = ID_TABLES_0008 | {"identity_providers", "account_identities", "sso_attempts", "sso_codes",
+                                  "mfa_factors", "mfa_recovery_codes", "mfa_challenges"}
 
 
 # ------------------------------------------------------------------ the models

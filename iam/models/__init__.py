@@ -6,6 +6,7 @@ from .session import SESSION_STATUSES, AccountSession, AuditEvent, RefreshToken
 from .group import Group, group_members
 from .invitation import INVITATION_STATUSES, Invitation
 from .identity import AccountIdentity, IdentityProvider, IdentityProviderDomain, SsoAttempt, SsoCode
+from .mfa import FACTOR_KINDS, FACTOR_STATUSES, SECOND_FACTORS, MfaChallenge, MfaFactor, MfaRecoveryCode
 from .setting import Setting
 from .types import utcnow
 
@@ -14,4 +15,5 @@ __all__ = [
     "OrganizationalUnit", "Person", "utcnow", "SESSION_STATUSES", "AccountSession", "AuditEvent",
     "RefreshToken", "Setting", "INVITATION_STATUSES", "Invitation", "Group", "group_members",
     "AccountIdentity", "IdentityProvider", "IdentityProviderDomain", "SsoAttempt", "SsoCode",
+    "FACTOR_KINDS", "FACTOR_STATUSES", "SECOND_FACTORS", "MfaChallenge", "MfaFactor", "MfaRecoveryCode",
 ]

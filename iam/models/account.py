@@ -47,6 +47,20 @@ class Account(Timestamped, db.Model):
     groups = relationship("Group", secondary="group_members", back_populates="members", passive_deletes=True,
                           order_by="Group.id")
     identities = relationship("AccountIdentity", back_populates="account", passive_deletes=True)
+    mfa_factors = relationship("MfaFactor", back_populates="account", passive_deletes=True, order_by="MfaFactor.id")
+
+    @hybrid_property
+    def mfa_enabled(self):
+        """Whether an active second factor (an authenticator app or a passkey) exists (section 9)."""
+        from .mfa import SECOND_FACTORS
+        return any(f.status == "active" and f.kind in SECOND_FACTORS for f in self.mfa_factors)
+
+    @mfa_enabled.inplace.expression
+    @classmethod
+    def _mfa_enabled_expression(cls):
+        from .mfa import SECOND_FACTORS, MfaFactor
+        return exists().where(MfaFactor.account_id == cls.id, MfaFactor.status == "active",
+                              MfaFactor.kind.in_(SECOND_FACTORS)).correlate_except(MfaFactor)
 
     @hybrid_property
     def sso_linked(self):

@@ -1,5 +1,5 @@
 """Login sessions, their single-use refresh tokens, and the audit trail."""
-from sqlalchemy import Boolean, ForeignKey, Integer, String, case, func
+from sqlalchemy import Boolean, ForeignKey, Integer, String, case, false, func
 from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import mapped_column, relationship
 
@@ -27,6 +27,10 @@ class AccountSession(Timestamped, db.Model):
     # key's login) and when a factor was last proven in it.
     amr = mapped_column(JSONType, nullable=True)
     auth_time = mapped_column(UTCDateTime, nullable=True)
+    # When a second factor was last proven in this session (step-up needs one within 10 minutes).
+    mfa_at = mapped_column(UTCDateTime, nullable=True)
+    # A session that may only enrol a second factor (an mfa_required policy, no factor yet).
+    enrollment_only = mapped_column(Boolean, nullable=False, default=False, server_default=false())
 
     account = relationship("Account", back_populates="sessions")
     api_key = relationship("ApiKey")
