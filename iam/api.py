@@ -16,11 +16,13 @@ from .resources.audit_events import AuditEvents
 from .resources.groups import Groups
 from .resources.identity_providers import AccountIdentities, IdentityProviders
 from .resources.invitations import Invitations
+from .resources.mfa_factors import MfaFactors
 from .resources.accounts import Accounts
 from .resources.organizational_units import OrganizationalUnits
 from .resources.organizations import Organizations
 from .resources.people import People
 from .resources.settings import Settings
+from .mfa import signin as mfa_signin
 from .sso import flow as sso_flow
 from .sso import realm as sso_realm
 
@@ -30,7 +32,7 @@ blueprint = Blueprint("iam", __name__, url_prefix=PREFIX)
 api = Api(blueprint, db, authenticate=authenticate, policy=IamPolicy(), on_change=audit.record_change)
 
 for resource in (Accounts, People, Organizations, OrganizationalUnits, AccountRoles, AccountSessions, ApiKeys,
-                 AuditEvents, Settings, Invitations, Groups, IdentityProviders, AccountIdentities):
+                 AuditEvents, Settings, Invitations, Groups, IdentityProviders, AccountIdentities, MfaFactors):
     api.register(resource)
 
 me.register(api)
@@ -39,4 +41,5 @@ password_views.register(api)
 email_change.register(api)
 sso_realm.register(api)
 sso_flow.register(api)
+mfa_signin.register(api)
 docs.register(api)  # last: the document describes every route registered above

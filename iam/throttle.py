@@ -62,8 +62,13 @@ ROUTE_LIMITS = {
     "iam.auth_sso_callback": ("IAM_LOGIN_RATE_LIMIT", _failed),
     "iam.auth_sso_exchange": ("IAM_LOGIN_RATE_LIMIT", _failed),
 }
+# Wrong second factors count like failed logins too (contract section 9), in one count.
+ROUTE_LIMITS.update({endpoint: ("IAM_LOGIN_RATE_LIMIT", _failed) for endpoint in (
+    "iam.auth_mfa", "iam.auth_mfa_challenge", "iam.auth_step_up", "iam.mfa_factors_verify")})
 # endpoint -> the scope it shares its count with (the other endpoints count on their own)
-SHARED = {"iam.auth_sso_start": "sso", "iam.auth_sso_callback": "sso", "iam.auth_sso_exchange": "sso"}
+SHARED = {"iam.auth_sso_start": "sso", "iam.auth_sso_callback": "sso", "iam.auth_sso_exchange": "sso",
+          "iam.auth_mfa": "mfa", "iam.auth_mfa_challenge": "mfa", "iam.auth_step_up": "mfa",
+          "iam.mfa_factors_verify": "mfa"}
 
 
 class _OutageProofStrategy:

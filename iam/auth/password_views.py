@@ -20,6 +20,7 @@ from ..models import Account, utcnow
 from ..resources.common import digest
 from . import passwords, sessions
 from .principal import authenticate
+from .stepup import require_step_up
 from .views import parse_auth_body
 
 RESET_TTL = timedelta(hours=1)
@@ -141,6 +142,7 @@ def change():
     principal = authenticate()
     if principal.read_only:
         raise JsonApiError(403, "forbidden", "Forbidden", "This API key is read-only.")
+    require_step_up(principal, utcnow())
     args = parse_auth_body(ChangeSchema)
     account = db.session.get(Account, principal.account_id)  # the principal's is a read-only row
     if account is None:  # deleted since authentication read it

@@ -27,7 +27,7 @@ from sqlalchemy import and_, false, or_, select
 
 from ..jsonapi import JsonApiErrors, Policy
 from ..jsonapi.errors import forbidden
-from ..models import (Account, AccountRole, AccountSession, ApiKey, AuditEvent, Group, Invitation,
+from ..models import (Account, AccountRole, AccountSession, ApiKey, AuditEvent, Group, Invitation, MfaFactor,
                       Organization, OrganizationalUnit, Person, group_members, AccountIdentity,
                       IdentityProvider)
 
@@ -159,9 +159,18 @@ def visible_predicate(principal, model):
         return IdentityProvider.organization_id.in_(orgs) if orgs else false()
     if model is AccountIdentity:  # one's own, and those of the accounts one sees
         return or_(AccountIdentity.account_id == me, AccountIdentity.account.has(_accounts(principal, orgs, units)))
+    if model is MfaFactor:  # one's own, and those of the accounts one administers (a lost phone)
+        return _own_or_administered(MfaFactor, me, grants.admin_orgs)
     if model is AuditEvent:  # "admins and auditors of the organizations concerned"
         return AuditEvent.organization_id.in_(orgs) if orgs else false()
     return false()
+
+
+def _own_or_administered(model, me, admin_orgs):
+    parts = [model.account_id == me]
+    if admin_orgs:
+        parts.append(model.account.has(Account.organization_id.in_(admin_orgs)))
+    return or_(*parts)
 
 
 def writable_predicate(principal, model):
@@ -185,6 +194,8 @@ def writable_predicate(principal, model):
         return or_(*parts)
     if model is AccountRole:
         return AccountRole.account.has(Account.organization_id.in_(orgs)) if orgs else false()
+    if model is MfaFactor:
+        return _own_or_administered(MfaFactor, me, orgs)
     if model in (AccountSession, ApiKey):
         parts = [model.account_id == me]
         if orgs:
@@ -211,6 +222,9 @@ WRITERS = {
     "groups": {"org_admin": {"create", "update", "delete"}},
     "identity_providers": {"org_admin": {"create", "update", "delete"}},
     "account_identities": {"anyone": {"delete"}},
+    # Enrolling and verifying are the owner's own (resources/mfa_factors.py); deleting is also
+    # for those who administer the account.
+    "mfa_factors": {"anyone": {"create", "update", "delete", "verify"}},
 }
 
 
@@ -288,7 +302,7 @@ class IamPolicy(Policy):
             # Its accounts get its default roles: changing it needs the reach to grant them.
             raise forbidden("This identity provider hands out roles beyond what you may grant, so you may not "
                             "change it.")
-        if resource.type in ("account_sessions", "api_keys", "account_identities") and obj is not None \
+        if resource.type in ("account_sessions", "api_keys", "account_identities", "mfa_factors") and obj is not None \
                 and obj.account_id != principal.account_id and not _account_within_reach(ctx, grants, obj.account):
             # Its credentials are the account's too: ending its sessions or changing its keys.
             raise forbidden("This account holds rights beyond yours, so you may not change its "

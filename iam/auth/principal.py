@@ -17,7 +17,7 @@ from flask import current_app, g, request
 from sqlalchemy import Integer, bindparam, cast, literal_column, null, select, true, union_all
 
 from ..extensions import db
-from ..jsonapi.errors import unauthenticated
+from ..jsonapi.errors import JsonApiError, unauthenticated
 from ..jsonapi.connections import connection_for
 from ..jsonapi.driver import Prebuilt
 from ..jsonapi.rows import Loaded
@@ -84,11 +84,12 @@ def idle_timeout():
 _SESSIONS, _ACCOUNTS, _API_KEYS, _ROLES, _GROUPS = (AccountSession.__table__, Account.__table__, ApiKey.__table__,
                                                    AccountRole.__table__, Group.__table__)
 _SESSION_COLUMNS = [_SESSIONS.c[name] for name in ("id", "account_id", "api_key_id", "read_only", "last_used_at",
-                                                   "expires_at", "revoked_at", "updated_at", "version")]
+                                                   "expires_at", "revoked_at", "updated_at", "version", "mfa_at",
+                                                   "enrollment_only")]
 _ACCOUNT_COLUMNS = [_ACCOUNTS.c[name] for name in (
     "id", "email", "account_type", "auth_type", "enabled", "expires_at", "person_id", "organization_id",
     "preferences", "consent_given_at", "last_login_at", "created_at", "updated_at", "version")] + [
-    Account.sso_linked.expression.label("sso_linked")]
+    Account.sso_linked.expression.label("sso_linked"), Account.mfa_enabled.expression.label("mfa_enabled")]
 _ROLE_COLUMNS = [_ROLES.c[name] for name in ("id", "name", "scopes", "not_before", "expires_at",
                                              "scope_organization_id")]
 _GROUP_COLUMNS = [_GROUPS.c.id, _GROUPS.c.organization_id, _GROUPS.c.roles]
@@ -191,5 +192,24 @@ def authenticate():
     principal = load_principal(int(claims["sub"]), int(claims["sid"]))
     if principal is None:
         raise unauthenticated("The access token is invalid or has expired.")
+    if principal.session.enrollment_only and not _enrollment_allows():
+        raise JsonApiError(403, "mfa_enrollment_required", "Forbidden",
+                           "Your organization requires a second factor: enrol one (POST /mfa_factors, then "
+                           "POST /mfa_factors/:id/verify) before anything else.")
     g.principal = principal
     return principal
+
+
+# What a session limited to enrolling a second factor may do (contract section 9): read its
+# account, list, create and verify its factors, log out. Endpoint -> methods.
+ENROLLMENT_ENDPOINTS = {
+    "iam.accounts_me": {"GET"},
+    "iam.mfa_factors_collection": {"GET", "POST"},
+    "iam.mfa_factors_item": {"GET"},
+    "iam.mfa_factors_verify": {"POST"},
+    "iam.auth_logout": {"POST"},
+}
+
+
+def _enrollment_allows():
+    return request.method in ENROLLMENT_ENDPOINTS.get(request.endpoint, ())

@@ -19,15 +19,21 @@ from ..models.base import record_activity
 from ..resources.common import digest
 
 
-def open_session(account, now, api_key=None, read_only=False, lifetime=None, amr=None):
+SECOND_FACTOR_AMR = frozenset({"otp", "hwk"})
+
+
+def open_session(account, now, api_key=None, read_only=False, lifetime=None, amr=None, enrollment_only=False):
     """A new session; `amr`: how it was authenticated (RFC 8176 names; default "pwd", or
-    "api_key" for a key's login), proven now (`auth_time`)."""
+    "api_key" for a key's login), proven now (`auth_time`, and `mfa_at` when a second factor
+    was); `enrollment_only`: it may only enrol a second factor (principal.py)."""
     lifetime = lifetime or current_app.config["IAM_REFRESH_TOKEN_TTL"]
+    amr = list(amr) if amr else (["api_key"] if api_key else ["pwd"])
     session = AccountSession(
         account_id=account.id, api_key_id=api_key.id if api_key else None,
         ip=request.remote_addr, user_agent=(request.user_agent.string or None) and request.user_agent.string[:512],
         expires_at=now + timedelta(seconds=lifetime), last_used_at=now, read_only=read_only,
-        amr=list(amr) if amr else (["api_key"] if api_key else ["pwd"]), auth_time=now, created_at=now,
+        amr=amr, auth_time=now, created_at=now, mfa_at=now if SECOND_FACTOR_AMR & set(amr) else None,
+        enrollment_only=enrollment_only,
     )
     db.session.add(session)
     db.session.flush()

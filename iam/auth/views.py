@@ -89,6 +89,13 @@ class RefreshSchema(Schema):
     refresh_token = fields.String(required=True, validate=validate.Length(min=1, max=256))
 
 
+# What a correct password may still need before it signs in: each step is called with
+# (api, account, now) after the password was checked, and answers a document of its own
+# (committed) instead of the login, or None. iam/mfa/ adds the second factor here, so that
+# auth/ needs nothing of it.
+PASSWORD_STEPS = []
+
+
 def login_failed():
     """The one answer to every failed login."""
     return JsonApiError(401, "invalid_credentials", "Unauthenticated", "Invalid credentials.",
@@ -157,6 +164,10 @@ def login(api):
                          organization_id=account.organization_id)
         db.session.commit()
         raise login_failed()
+    for step in PASSWORD_STEPS:  # a second factor still to come (iam/mfa/signin.py)
+        answer = step(api, account, now)
+        if answer is not None:
+            return answer
     # Bookkeeping, not an edit: parallel logins to one account must all succeed.
     values = {"failed_login_count": 0, "locked_until": None, "last_login_at": now}
     if passwords.needs_rehash(account.password_hash):

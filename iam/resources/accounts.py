@@ -51,6 +51,7 @@ class AccountSchema(JsonApiSchema):
     consent_given_at = Timestamp(dump_only=True)
     last_login_at = Timestamp(dump_only=True)
     sso_linked = Bool(dump_only=True)
+    mfa_enabled = Bool(dump_only=True)
     created_at = Timestamp(dump_only=True)
     updated_at = Timestamp(dump_only=True)
     password = Str(load_only=True, validate=lambda value: _password_policy(value))
@@ -104,7 +105,8 @@ class Accounts(Resource):
     aliases = ("iam/accounts",)
     model = Account
     schema = AccountSchema
-    attribute_types = {"email": ft.String(case_insensitive=True), "sso_linked": ft.Boolean()}
+    attribute_types = {"email": ft.String(case_insensitive=True), "sso_linked": ft.Boolean(),
+                       "mfa_enabled": ft.Boolean()}
     unique = {"email": lambda value: func.lower(Account.email) == value.lower()}
     # An account made for a person belongs to that person's organization unless told otherwise
     # (derived before the ids in the body are checked, so the organization is checked too).

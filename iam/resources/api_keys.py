@@ -2,6 +2,7 @@
 from flask import request
 from marshmallow import ValidationError
 
+from ..auth.stepup import require_step_up
 from ..auth.tokens import new_api_key
 from ..jsonapi import JsonApiErrors, Resource, query
 from ..jsonapi import filters as ft
@@ -48,6 +49,7 @@ class ApiKeys(Resource):
     def validate(self, state):
         errors, principal = [], state.ctx.principal
         if state.creating:
+            require_step_up(principal, state.ctx.now)  # a key is a credential: a second factor first
             # Whose key it may be is the policy's decision (check_write); by default one's own.
             state.values.setdefault("account_id", principal.account_id)
             state.values.setdefault("scopes", {})

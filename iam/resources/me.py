@@ -2,6 +2,7 @@
 from flask import request
 
 from ..auth import email_change, passwords
+from ..auth.stepup import require_step_up
 from ..jsonapi import JsonApiError, JsonApiErrors, query
 from ..jsonapi.errors import conflict, forbidden, invalid_field, json_pointer
 from ..jsonapi.media import check_accept, read_json_body
@@ -111,6 +112,7 @@ def update(api):
     before = snapshot(resource, account, list(values))
     meta, send_mail = {}, None
     if new_email is not None and new_email.lower() != account.email.lower():
+        require_step_up(ctx.principal, ctx.now)
         # Not changed yet: the new address confirms it (iam/auth/email_change.py). The answer
         # is the same whether or not the address has an account elsewhere.
         meta["email_change"], send_mail = email_change.request_change(account, new_email, ctx.now)
