@@ -201,7 +201,9 @@ PRINCIPAL_SQL = """
 SELECT s.id, s.last_used_at, s.expires_at, s.revoked_at, s.api_key_id, k.revoked_at, k.expires_at, a.expires_at,
        a.id, a.email, a.account_type, a.auth_type, a.enabled, a.expires_at, a.person_id, a.organization_id,
        a.preferences, a.consent_given_at, a.last_login_at,
-       EXISTS (SELECT 1 FROM account_identities i WHERE i.account_id = a.id), a.created_at, a.updated_at, a.version,
+       EXISTS (SELECT 1 FROM account_identities i WHERE i.account_id = a.id),
+       EXISTS (SELECT 1 FROM mfa_factors f WHERE f.account_id = a.id AND f.status = 'active'
+               AND f.kind IN ('totp', 'webauthn')), a.created_at, a.updated_at, a.version,
        (SELECT coalesce(json_agg(json_build_array(r.id, r.name, r.scopes) ORDER BY r.id), '[]')
           FROM account_roles r
          WHERE r.account_id = a.id AND (r.not_before IS NULL OR r.not_before <= %(now)s)
@@ -275,6 +277,8 @@ ACCOUNT_COLUMNS = (
     ("organization_id", "a.organization_id", None), ("preferences", "a.preferences", orjson.Fragment),
     ("consent_given_at", "a.consent_given_at", ts), ("last_login_at", "a.last_login_at", ts),
     ("sso_linked", "EXISTS (SELECT 1 FROM account_identities i WHERE i.account_id = a.id)", None),
+    ("mfa_enabled", "EXISTS (SELECT 1 FROM mfa_factors f WHERE f.account_id = a.id AND f.status = 'active' "
+                    "AND f.kind IN ('totp', 'webauthn'))", None),
     ("created_at", "a.created_at", ts), ("updated_at", "a.updated_at", ts),
 )
 ACCOUNT_RELATIONSHIPS = ("roles", "person", "organization", "sessions", "api_keys", "groups")
@@ -286,7 +290,8 @@ ROLE_SQL = """SELECT r.id, r.account_id, r.name, r.scopes, r.info, r.not_before,
 PERSON_SQL = """SELECT p.id, p.organization_id, p.first_name, p.middle_name, p.last_name, p.picture_url, p.gender,
   p.birthday, p.secondary_email, p.contact_number, p.physical_address, p.facets, p.organizational_unit_id,
   p.created_at, p.updated_at FROM people p WHERE p.id = ANY(%s)"""
-ORGANIZATION_SQL = """SELECT o.id, o.name, o.slug, o.enabled, o.quota_limit, o.quota_usage, o.created_at, o.updated_at
+ORGANIZATION_SQL = """SELECT o.id, o.name, o.slug, o.enabled, o.quota_limit, o.quota_usage, o.policies, o.created_at,
+  o.updated_at
   FROM organizations o WHERE o.id = ANY(%s)"""
 
 
@@ -371,12 +376,13 @@ class Renderer:
             "links": {"self": f"{self.base}/people/{sid}"}}
 
     def organization(self, row):
-        id_, name, slug, enabled, quota_limit, quota_usage, created_at, updated_at = row
+        id_, name, slug, enabled, quota_limit, quota_usage, policies, created_at, updated_at = row
         sid = str(id_)
         remaining = None if quota_limit is None else max(quota_limit - quota_usage, 0)
         return {"type": "organizations", "id": sid, "attributes": {
             "name": name, "slug": slug, "enabled": enabled, "quota_limit": quota_limit, "quota_usage": quota_usage,
-            "quota_remaining": remaining, "created_at": ts(created_at), "updated_at": ts(updated_at)},
+            "quota_remaining": remaining, "policies": orjson.Fragment(policies), "created_at": ts(created_at),
+            "updated_at": ts(updated_at)},
             "relationships": {
                 "accounts": {"links": _links(self.base, "organizations", sid, "accounts")},
                 "organizational_units": {"links": _links(self.base, "organizations", sid, "organizational_units")}},

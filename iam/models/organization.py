@@ -16,6 +16,7 @@ class Organization(Timestamped, db.Model):
     enabled = mapped_column(Boolean, nullable=False, default=True)
     quota_limit = mapped_column(Integer, nullable=True)
     quota_usage = mapped_column(Integer, nullable=False, default=0)
+    policies = mapped_column(JSONType, nullable=False, default=dict)  # like a unit's, for every member
 
     # passive_deletes="all": deleting a row never detaches its dependants behind the
     # caller's back; the foreign keys refuse it instead (a 409), and nothing is changed.

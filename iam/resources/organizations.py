@@ -5,7 +5,8 @@ from sqlalchemy import or_, update
 
 from ..jsonapi import JsonApiError, Resource, query
 from ..jsonapi import filters as ft
-from ..jsonapi.schema import Bool, Int, JsonApiSchema, Rel, Str, Timestamp
+from ..jsonapi.schema import Bool, Int, JsonApiSchema, JsonObject, Rel, Str, Timestamp
+from ..policies import validate_policies
 from ..models import Organization
 from .common import search_filter
 
@@ -22,6 +23,7 @@ class OrganizationSchema(JsonApiSchema):
     quota_limit = Int(allow_none=True, validate=validate.Range(min=0))
     quota_usage = Int(dump_only=True)
     quota_remaining = Int(dump_only=True, allow_none=True)  # null while there is no quota_limit
+    policies = JsonObject(validate=validate_policies)
     created_at = Timestamp(dump_only=True)
     updated_at = Timestamp(dump_only=True)
 

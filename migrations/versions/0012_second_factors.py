@@ -1,7 +1,7 @@
 """Second factors: mfa_factors (TOTP, passkeys, recovery-code sets), mfa_recovery_codes (as
 digests), mfa_challenges (a sign-in waiting for its second factor, a step-up in progress);
 account_sessions.mfa_at (when a second factor was last proven) and enrollment_only (a session
-that may only enrol one).
+that may only enrol one); organizations.policies (an mfa_required there applies to every member).
 
 account_sessions is not rebuilt on SQLite: plain ADD COLUMN.
 
@@ -88,6 +88,9 @@ def upgrade():
     op.create_index("ix_mfa_challenges_account_id", "mfa_challenges", ["account_id"])
     op.create_index("ix_mfa_challenges_session_id", "mfa_challenges", ["session_id"])
     op.create_index("ix_mfa_challenges_expires_at", "mfa_challenges", ["expires_at"])
+    # organizations.policies: a unit's policies, for every member (the contract's section 4).
+    empty = sa.text("'{}'::jsonb") if op.get_bind().dialect.name == "postgresql" else sa.text("'{}'")
+    op.add_column("organizations", sa.Column("policies", JSON, nullable=False, server_default=empty))
     op.add_column("account_sessions", sa.Column("mfa_at", TIMESTAMP, nullable=True))
     op.add_column("account_sessions", sa.Column("enrollment_only", sa.Boolean(), nullable=False,
                                                 server_default=sa.false()))
@@ -96,6 +99,7 @@ def upgrade():
 def downgrade():
     op.drop_column("account_sessions", "enrollment_only")  # ALTER TABLE DROP COLUMN (SQLite 3.35+)
     op.drop_column("account_sessions", "mfa_at")
+    op.drop_column("organizations", "policies")
     op.drop_table("mfa_challenges")
     op.drop_table("mfa_recovery_codes")
     op.drop_table("mfa_factors")
