@@ -1,5 +1,6 @@
 """Accounts, the roles granted to them and their API keys."""
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, and_, case, event, exists, func, or_, select
+from sqlalchemy import (Boolean, ForeignKey, Index, Integer, String, and_, case, event, exists, func, literal_column,
+                        or_, select)
 from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import mapped_column, relationship
 
@@ -59,8 +60,11 @@ class Account(Timestamped, db.Model):
     @classmethod
     def _mfa_enabled_expression(cls):
         from .mfa import SECOND_FACTORS, MfaFactor
-        return exists().where(MfaFactor.account_id == cls.id, MfaFactor.status == "active",
-                              MfaFactor.kind.in_(SECOND_FACTORS)).correlate_except(MfaFactor)
+        # Constants written into the SQL: the principal's statement is compiled once and run on
+        # the driver (iam/jsonapi/driver.py), where an expanding IN cannot be.
+        kinds = [literal_column(f"'{kind}'") for kind in SECOND_FACTORS]
+        return exists().where(MfaFactor.account_id == cls.id, MfaFactor.status == literal_column("'active'"),
+                              MfaFactor.kind.in_(kinds)).correlate_except(MfaFactor)
 
     @hybrid_property
     def sso_linked(self):
