@@ -16,6 +16,8 @@ from .auth.email_change import ConfirmSchema
 from .auth.password_views import ChangeSchema, RequestResetSchema, ResetSchema
 from .auth.views import ApiLoginSchema, LoginSchema, RefreshSchema
 from .sso.realm import LoginUrlSchema
+from .mfa.signin import ChallengeSchema, MfaSchema, StepUpSchema
+from .resources.mfa_factors import VerifySchema
 from .sso.flow import ExchangeSchema
 from .jsonapi.openapi import field_schema, register_docs, schema_ref
 from .resources.invitations import AcceptSchema, InvitationSchema
@@ -126,7 +128,11 @@ OPERATIONS = {
     "POST /auth/login": {
         "public": True, "summary": "Log in with email and password",
         "description": "Every failure (unknown email, wrong password, disabled, expired or locked account) "
-                       "answers the same 401; repeated failures from one address answer 429.",
+                       "answers the same 401; repeated failures from one address answer 429. For an account with "
+                       "an active second factor the 200 carries no token but `meta.mfa_required`, `meta.mfa_token` "
+                       "and `meta.factors` (finish at `POST /auth/mfa`); where an `mfa_required` policy applies "
+                       "to an account without one, `meta.mfa_enrollment_required` and a token that may only enrol "
+                       "one.",
         "body": _fields_body(LoginSchema, secret=("password",)),
         "responses": {"200": _SESSION}, "errors": ("401",)},
     "POST /auth/api/login": {
@@ -190,6 +196,35 @@ OPERATIONS = {
                        "ends the session the code opened.",
         "body": _fields_body(ExchangeSchema, secret=("code",)),
         "responses": {"200": _SESSION}, "errors": ("401",)},
+    "POST /auth/mfa": {
+        "public": True, "summary": "The second step of a sign-in: a code or a passkey",
+        "description": "After `POST /auth/login` answered `meta.mfa_required` and an `mfa_token` (single use, 5 "
+                       "minutes): a TOTP or recovery `code`, or for a passkey `factor_id` and the browser's "
+                       "`credential` (after `POST /auth/mfa/challenge`). Answers the login (`amr` `[\"pwd\", "
+                       "\"otp\"]` or `[\"pwd\", \"hwk\"]`). A refused code is a 401 `invalid_code`; wrong codes "
+                       "count toward the account lock, and the `mfa_token` dies after 5 (then a 401 "
+                       "`invalid_token`).",
+        "body": _fields_body(MfaSchema, secret=("mfa_token", "code")),
+        "responses": {"200": _SESSION}, "errors": ("401",)},
+    "POST /auth/mfa/challenge": {
+        "public": True, "summary": "A passkey's request options, for a sign-in or a step-up",
+        "description": "With `mfa_token`: for the second step of a sign-in. Without it, with the bearer token: for "
+                       "`POST /auth/step_up`. `meta.options` are the PublicKeyCredentialRequestOptions (JSON) to "
+                       "give `navigator.credentials.get`.",
+        "body": _fields_body(ChallengeSchema, secret=("mfa_token",)),
+        "responses": {"200": {"description": "`meta.options`.", "content": {"application/vnd.api+json": {
+            "schema": {"type": "object", "required": ["meta"], "properties": {"meta": {
+                "type": "object", "properties": {"options": {"type": "object"}}}}}}}}},
+        "errors": ("401", "422")},
+    "POST /auth/step_up": {
+        "summary": "Prove a second factor in this session again",
+        "description": "Changing the password or email, creating an API key and deleting a factor need a second "
+                       "factor proven within 10 minutes (otherwise 403 `step_up_required`) by accounts that have "
+                       "one. A `code`, or `factor_id` and `credential` after `POST /auth/mfa/challenge`. Answers "
+                       "the session. 409 `no_second_factor` when the account has none.",
+        "body": _fields_body(StepUpSchema, secret=("code",)),
+        "responses": {"200": _document(schema_ref("account_sessions"), "The session, with its new `amr`.")},
+        "errors": ("401", "409")},
     "POST /auth/refresh": {
         "public": True, "summary": "Trade a refresh token for a new pair",
         "description": "A refresh token works once: presenting a used one ends the whole session.",
@@ -247,6 +282,13 @@ OPERATIONS = {
     "POST /accounts/{id}/password_reset": {
         "summary": "Mail the owner a password-reset link", "body": None,
         "responses": {"204": "Mailed."}, "errors": ("404", "409")},
+    "POST /mfa_factors/{id}/verify": {
+        "resource": "mfa_factors", "summary": "Activate a pending factor of one's own",
+        "description": "A TOTP factor with a `code` from the authenticator app; a passkey with the browser's "
+                       "attestation `credential` for the options its create answered. Proves a second factor in "
+                       "the caller's session (and lifts an enrolment-only limit). A refused code is a 401 "
+                       "`invalid_code`; an active factor a 409 `not_pending`.",
+        "body": _fields_body(VerifySchema, secret=("code",)), "errors": ("401", "404", "409")},
     "POST /api_keys/{id}/revoke": {
         "resource": "api_keys", "summary": "Revoke an API key", "body": None, "errors": ("404",)},
     "POST /organizations/{id}/increment": {

@@ -24,7 +24,7 @@ PUBLIC = {
     "/auth/login", "/auth/api/login", "/auth/refresh", "/account/passwords/request_reset", "/account/passwords/reset",
     "/account/passwords/token_valid", "/account/email/confirm", "/invitations/accept", "/openapi.json", "/docs",
     "/docs/init.js", "/docs/static/<path:filename>", "/auth/login_url",
-    "/auth/sso/start", "/auth/sso/callback", "/auth/sso/exchange",
+    "/auth/sso/start", "/auth/sso/callback", "/auth/sso/exchange", "/auth/mfa", "/auth/mfa/challenge",
 }
 CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
 MISSING_ID = "987654"
