@@ -24,7 +24,7 @@ from datetime import timedelta
 
 from flask import current_app, request
 from marshmallow import Schema, fields, validate
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from .. import audit, throttle
 from ..auth import sessions
@@ -81,6 +81,9 @@ def password_step(api, account, now):
     """After a correct password: the second step to come, or enrolment, or None (sign in)."""
     factors = active_second_factors(account.id)
     if factors:
+        # Challenges past their time are of no use: each two-step sign-in sweeps them (indexed).
+        db.session.execute(delete(MfaChallenge).where(MfaChallenge.expires_at < now)
+                           .execution_options(synchronize_session=False))
         raw = secrets.token_urlsafe(32)
         expires_at = now + timedelta(seconds=MFA_TOKEN_TTL)
         db.session.add(MfaChallenge(token_digest=digest(raw), account_id=account.id, first_amr=["pwd"],

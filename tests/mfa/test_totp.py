@@ -197,3 +197,20 @@ def test_no_secret_or_code_in_any_answer_log_or_audit_record(app, ada, caplog):
     logged = "\n".join(r.getMessage() for r in caplog.records if r.name.split(".")[0] in ("iam", app.logger.name))
     for value in [secret, used, token, *recovery, *(c.replace("-", "") for c in recovery)]:
         assert value not in listed and value not in events and value not in logged
+
+
+def test_a_two_step_sign_in_sweeps_expired_mfa_tokens(app, ada):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from iam.models import MfaChallenge, utcnow
+    _, secret = enrol_totp(ada)
+    login(app, "ada@example.com")
+    with app.app_context():
+        db.session.execute(update(MfaChallenge).values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+    token = login(app, "ada@example.com").get_json()["meta"]["mfa_token"]
+    with app.app_context():
+        assert len(db.session.scalars(select(MfaChallenge)).all()) == 1
+    assert second_step(app, token, code=code(secret)).status_code == 200
