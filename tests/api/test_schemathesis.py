@@ -30,9 +30,10 @@ from schemathesis.generation.meta import TestPhase
 from iam import create_app
 from iam.api import api as registry
 from iam.extensions import db
+from iam.mfa.codes import seal_secret
 from iam.jsonapi import filters as ft
 from iam.models import (Account, AccountIdentity, ApiKey, AuditEvent, Group, IdentityProvider, IdentityProviderDomain,
-                        Invitation, Setting, utcnow)
+                        Invitation, MfaFactor, Setting, utcnow)
 from iam.resources.common import digest
 from tests.helpers import API, ApiClient
 
@@ -191,8 +192,10 @@ class World:
             db.session.add_all(rows)
             db.session.flush()
             identity = AccountIdentity(account_id=account.id, identity_provider_id=provider.id, subject="ada")
-            rows.append(identity)
-            db.session.add(identity)
+            factor = MfaFactor(account_id=account.id, kind="totp", name="Phone", status="pending",
+                               secret_sealed=seal_secret("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"))
+            rows += [identity, factor]
+            db.session.add_all([identity, factor])
             db.session.commit()
             created = {row.__tablename__: row.id for row in rows}
         self.ids = {"organizations": org.id, "organizational_units": unit.id, "people": person.id,
