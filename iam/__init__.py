@@ -53,11 +53,13 @@ def create_app(overrides=None):
 
     from . import cli, cors, health, observability, reconnect, security_headers, throttle
     from .api import blueprint
+    from .oauth import server as oauth_server
     from .jsonapi.errors import register_error_handlers
     from .jsonapi.media import bodyless_answers
 
     app.register_blueprint(blueprint)
     app.register_blueprint(health.blueprint)
+    oauth_server.init_app(app)  # the OpenID Provider's endpoints, at the server's root
     register_error_handlers(app)
     reconnect.init_app(app)  # a connection found dead by a request's first statement: the request runs again
     throttle.init_app(app)

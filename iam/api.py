@@ -17,6 +17,7 @@ from .resources.groups import Groups
 from .resources.identity_providers import AccountIdentities, IdentityProviders
 from .resources.invitations import Invitations
 from .resources.mfa_factors import MfaFactors
+from .resources.oauth_clients import OAuthClients
 from .resources.accounts import Accounts
 from .resources.organizational_units import OrganizationalUnits
 from .resources.organizations import Organizations
@@ -32,7 +33,8 @@ blueprint = Blueprint("iam", __name__, url_prefix=PREFIX)
 api = Api(blueprint, db, authenticate=authenticate, policy=IamPolicy(), on_change=audit.record_change)
 
 for resource in (Accounts, People, Organizations, OrganizationalUnits, AccountRoles, AccountSessions, ApiKeys,
-                 AuditEvents, Settings, Invitations, Groups, IdentityProviders, AccountIdentities, MfaFactors):
+                 AuditEvents, Settings, Invitations, Groups, IdentityProviders, AccountIdentities, MfaFactors,
+                 OAuthClients):
     api.register(resource)
 
 me.register(api)

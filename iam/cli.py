@@ -54,26 +54,44 @@ def reseal_secrets_command():
     Run it after moving the old key to IAM_ENCRYPTION_OLD_KEYS; once it reports nothing left
     under an old key, the old key can go. Values no configured key opens are listed, not changed."""
     from . import secret_store
-    from .models import IdentityProvider
+    from .mfa.codes import MFA_SECRET_PURPOSE
+    from .models import IdentityProvider, MfaFactor, SigningKey
+    from .oauth.keys import PURPOSE as SIGNING_KEY_PURPOSE
     from .resources.identity_providers import SECRET_PURPOSE
 
+    sealed_columns = ((IdentityProvider, "client_secret_sealed", SECRET_PURPOSE),
+                      (MfaFactor, "secret_sealed", MFA_SECRET_PURPOSE),
+                      (SigningKey, "private_sealed", SIGNING_KEY_PURPOSE))
     resealed, unopened = 0, []
-    for provider in db.session.scalars(select(IdentityProvider).where(IdentityProvider.client_secret_sealed.isnot(None))):
-        if secret_store.is_current(provider.client_secret_sealed):
-            continue
-        try:
-            plain = secret_store.unseal(provider.client_secret_sealed, SECRET_PURPOSE)
-        except secret_store.Unsealable as error:
-            unopened.append(f"identity_providers {provider.id}: {error}")
-            continue
-        provider.client_secret_sealed = secret_store.seal(plain, SECRET_PURPOSE)
-        resealed += 1
+    for model, column, purpose in sealed_columns:
+        for row in db.session.scalars(select(model).where(getattr(model, column).isnot(None))):
+            value = getattr(row, column)
+            if secret_store.is_current(value):
+                continue
+            try:
+                plain = secret_store.unseal(value, purpose)
+            except secret_store.Unsealable as error:
+                unopened.append(f"{model.__tablename__} {row.id}: {error}")
+                continue
+            setattr(row, column, secret_store.seal(plain, purpose))
+            resealed += 1
     db.session.commit()
     click.echo(f"resealed {resealed} secret(s) under the current key")
     for line in unopened:
         click.echo(f"not opened: {line}", err=True)
     if unopened:
         raise SystemExit(1)
+
+
+@iam.command("rotate-signing-key")
+def rotate_signing_key_command():
+    """Make new signing keys (RS256 and ES256) for the OpenID Provider's tokens. The old keys sign
+    no more but stay in the JWKS until every token they signed has expired."""
+    from .models import utcnow
+    from .oauth import keys
+
+    for row in keys.rotate(utcnow()):
+        click.echo(f"new {row.alg} signing key {row.kid}")
 
 
 @iam.command("dev-admin")

@@ -23,7 +23,8 @@ migration_app = test_migrations.migration_app  # its fixture: a fresh database, 
 ID_TABLES_0008 = {"organizations", "organizational_units", "people", "accounts", "account_roles", "api_keys",
                   "account_sessions", "refresh_tokens", "audit_events", "settings", "invitations", "groups"}
 ID_TABLES = ID_TABLES_0008 | {"identity_providers", "account_identities", "sso_attempts", "sso_codes",
-                                  "mfa_factors", "mfa_recovery_codes", "mfa_challenges"}
+                                  "mfa_factors", "mfa_recovery_codes", "mfa_challenges", "oauth_clients",
+                                  "signing_keys"}
 
 
 # ------------------------------------------------------------------ the models

@@ -28,6 +28,7 @@ from sqlalchemy import and_, false, or_, select
 from ..jsonapi import JsonApiErrors, Policy
 from ..jsonapi.errors import forbidden
 from ..models import (Account, AccountRole, AccountSession, ApiKey, AuditEvent, Group, Invitation, MfaFactor,
+                      OAuthClient,
                       Organization, OrganizationalUnit, Person, group_members, AccountIdentity,
                       IdentityProvider)
 
@@ -155,6 +156,8 @@ def visible_predicate(principal, model):
         if orgs:
             parts.append(Group.organization_id.in_(orgs))
         return or_(*parts)
+    if model is OAuthClient:  # managed by admins, and org_admins for their organizations
+        return OAuthClient.organization_id.in_(grants.admin_orgs) if grants.admin_orgs else false()
     if model is IdentityProvider:  # managed by the organization's admins; its auditors read them
         return IdentityProvider.organization_id.in_(orgs) if orgs else false()
     if model is AccountIdentity:  # one's own, and those of the accounts one sees
@@ -185,7 +188,7 @@ def writable_predicate(principal, model):
         return or_(*parts) if parts else false()
     if model is Person:
         return _people(principal, orgs, units, own=False)
-    if model in (Unit, Invitation, Group, IdentityProvider):
+    if model in (Unit, Invitation, Group, IdentityProvider, OAuthClient):
         return model.organization_id.in_(orgs) if orgs else false()
     if model is AccountIdentity:  # unlinking: the owner, and whoever administers the account
         parts = [AccountIdentity.account_id == me]
@@ -225,6 +228,7 @@ WRITERS = {
     # Enrolling and verifying are the owner's own (resources/mfa_factors.py); deleting is also
     # for those who administer the account.
     "mfa_factors": {"anyone": {"create", "update", "delete", "verify"}},
+    "oauth_clients": {"org_admin": {"create", "update", "delete", "rotate_secret"}},
 }
 
 

@@ -7,6 +7,8 @@ from .group import Group, group_members
 from .invitation import INVITATION_STATUSES, Invitation
 from .identity import AccountIdentity, IdentityProvider, IdentityProviderDomain, SsoAttempt, SsoCode
 from .mfa import FACTOR_KINDS, FACTOR_STATUSES, SECOND_FACTORS, MfaChallenge, MfaFactor, MfaRecoveryCode
+from .oauth import (AUTH_METHODS, CLIENT_SCOPES, CLIENT_TYPES, GRANT_TYPES, SIGNING_ALGORITHMS, OAuthClient,
+                    SigningKey)
 from .setting import Setting
 from .types import utcnow
 
@@ -16,4 +18,5 @@ __all__ = [
     "RefreshToken", "Setting", "INVITATION_STATUSES", "Invitation", "Group", "group_members",
     "AccountIdentity", "IdentityProvider", "IdentityProviderDomain", "SsoAttempt", "SsoCode",
     "FACTOR_KINDS", "FACTOR_STATUSES", "SECOND_FACTORS", "MfaChallenge", "MfaFactor", "MfaRecoveryCode",
+    "AUTH_METHODS", "CLIENT_SCOPES", "CLIENT_TYPES", "GRANT_TYPES", "SIGNING_ALGORITHMS", "OAuthClient", "SigningKey",
 ]
