@@ -289,6 +289,11 @@ OPERATIONS = {
                        "the caller's session (and lifts an enrolment-only limit). A refused code is a 401 "
                        "`invalid_code`; an active factor a 409 `not_pending`.",
         "body": _fields_body(VerifySchema, secret=("code",)), "errors": ("401", "404", "409")},
+    "POST /oauth_clients/{id}/rotate_secret": {
+        "resource": "oauth_clients", "summary": "A new secret for a confidential client",
+        "description": "Answered once in `meta.client_secret`; the old secret stops working. A public client is "
+                       "a 409 (`public_client`).",
+        "body": None, "errors": ("404", "409")},
     "POST /api_keys/{id}/revoke": {
         "resource": "api_keys", "summary": "Revoke an API key", "body": None, "errors": ("404",)},
     "POST /organizations/{id}/increment": {

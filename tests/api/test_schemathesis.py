@@ -33,7 +33,7 @@ from iam.extensions import db
 from iam.mfa.codes import seal_secret
 from iam.jsonapi import filters as ft
 from iam.models import (Account, AccountIdentity, ApiKey, AuditEvent, Group, IdentityProvider, IdentityProviderDomain,
-                        Invitation, MfaFactor, Setting, utcnow)
+                        Invitation, MfaFactor, OAuthClient, Setting, utcnow)
 from iam.resources.common import digest
 from tests.helpers import API, ApiClient
 
@@ -194,8 +194,11 @@ class World:
             identity = AccountIdentity(account_id=account.id, identity_provider_id=provider.id, subject="ada")
             factor = MfaFactor(account_id=account.id, kind="totp", name="Phone", status="pending",
                                secret_sealed=seal_secret("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"))
-            rows += [identity, factor]
-            db.session.add_all([identity, factor])
+            client = OAuthClient(organization_id=org.id, name="Reports", client_id="reports-client",
+                                 redirect_uris=["https://reports.example.com/cb"], grant_types=["authorization_code"],
+                                 scopes=["openid"], secret_digest=digest("client-secret"))
+            rows += [identity, factor, client]
+            db.session.add_all([identity, factor, client])
             db.session.commit()
             created = {row.__tablename__: row.id for row in rows}
         self.ids = {"organizations": org.id, "organizational_units": unit.id, "people": person.id,

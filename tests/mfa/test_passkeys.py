@@ -69,7 +69,7 @@ def test_a_registration_from_another_origin_or_for_another_challenge_is_refused(
             "status"] == "pending"
     with app.app_context():
         reasons = [e.changes["reason"] for e in db.session.scalars(select(AuditEvent).where(
-            AuditEvent.action == "mfa_failed"))]
+            AuditEvent.action == "mfa_failed").order_by(AuditEvent.id))]
     assert len(reasons) == 2 and all("attestation is refused" in r for r in reasons)
 
 

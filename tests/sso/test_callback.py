@@ -28,7 +28,7 @@ def return_urls(app):
 
 def rows(app, model, *where):
     with app.app_context():
-        found = db.session.scalars(select(model).where(*where)).all()
+        found = db.session.scalars(select(model).where(*where).order_by(model.id)).all()  # in the order written
         for row in found:
             db.session.expunge(row)
         return found

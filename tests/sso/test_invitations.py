@@ -67,7 +67,8 @@ def test_an_invitation_is_accepted_by_signing_in_through_its_provider(app, admin
         assert (identity.account_id, identity.subject) == (account.id, "ivy-1")
         invitation = db.session.get(Invitation, int(created["data"]["id"]))
         assert invitation.status == "accepted" and invitation.account_id == account.id
-        actions = [e.action for e in db.session.scalars(select(AuditEvent).where(AuditEvent.action != "create"))]
+        actions = [e.action for e in db.session.scalars(select(AuditEvent).where(AuditEvent.action != "create")
+                                                                       .order_by(AuditEvent.id))]
     assert actions == ["invitation_accepted", "sso_login"]
     # The token is used up.
     assert error_of(app.test_client().get(START, query_string={"invitation_token": token}), 400)["code"] == \
@@ -87,7 +88,7 @@ def test_signing_in_with_another_email_does_not_accept_it(app, admin, org, make_
     with app.app_context():
         assert [a.email for a in db.session.scalars(select(Account))] == ["admin@example.com"]
         reasons = [e.changes["reason"] for e in db.session.scalars(
-            select(AuditEvent).where(AuditEvent.action == "sso_failed"))]
+            select(AuditEvent).where(AuditEvent.action == "sso_failed").order_by(AuditEvent.id))]
     assert "the invitation is for ivy@acme.example" in reasons[0]
 
 
