@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import ClientMixin
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from flask import Blueprint, current_app, jsonify
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -27,7 +29,7 @@ from sqlalchemy import select
 from .. import audit
 from ..auth import sessions, tokens
 from ..extensions import db
-from ..models import OAuthClient, utcnow
+from ..models import AccountSession, OAuthClient, utcnow
 from ..resources.common import digest
 from . import keys
 
@@ -144,10 +146,87 @@ def _key_for(header):
     return found[1]
 
 
+class IssuedToken:
+    """An access token this server signed, as Authlib's endpoints see it: its claims and its session."""
+
+    def __init__(self, claims, session):
+        self.claims, self.session = claims, session
+
+    def is_expired(self):
+        return self.claims["exp"] <= time.time()
+
+    def is_revoked(self):
+        session = self.session
+        return session is None or not session.is_active(utcnow()) or not session.account.is_active(utcnow())
+
+    def check_client(self, client):
+        return self.claims.get("client_id") == client.get_client_id()
+
+
+def _query_token(token_string, token_type_hint):
+    """The token if this server signed it (expired or not), else None. Refresh tokens are not
+    issued to applications yet: a hint for them finds nothing."""
+    if token_type_hint == "refresh_token" or not isinstance(token_string, str) or len(token_string) > 8192:
+        return None
+    try:
+        decoded = jwt.decode(token_string, lambda obj: _key_for(obj.headers()), algorithms=["RS256", "ES256"])
+    except (JoseError, ValueError, TypeError, LookupError):
+        return None
+    claims = decoded.claims
+    if decoded.header.get("typ") != ACCESS_TOKEN_TYPE or claims.get("iss") != current_app.config["IAM_ISSUER"] \
+            or not str(claims.get("sid", "")).isdigit() or not isinstance(claims.get("exp"), int):
+        return None
+    sid = int(claims["sid"])
+    return IssuedToken(claims, db.session.get(AccountSession, sid) if sid < 2 ** 31 else None)
+
+
+class Introspection(IntrospectionEndpoint):
+    """RFC 7662 for confidential clients: a client learns about the tokens issued to it or to
+    another client of its organization (a resource server checking its callers), nothing else."""
+
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def query_token(self, token_string, token_type_hint):
+        return _query_token(token_string, token_type_hint)
+
+    def check_permission(self, token, client, request):
+        if client.row.client_type != "confidential":
+            return False
+        if token.check_client(client):
+            return True
+        issued_to = _query_client(token.claims.get("client_id"))
+        return issued_to is not None and issued_to.row.organization_id is not None \
+            and issued_to.row.organization_id == client.row.organization_id
+
+    def introspect_token(self, token):
+        claims = token.claims
+        return {"active": True, "client_id": claims.get("client_id"), "sub": claims.get("sub"),
+                "scope": claims.get("scope", ""), "token_type": "Bearer", "exp": claims["exp"],
+                "iat": claims.get("iat"), "iss": claims["iss"], "aud": claims.get("aud")}
+
+
+class Revocation(RevocationEndpoint):
+    """RFC 7009: the client a token was issued to revokes it; its session ends."""
+
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def query_token(self, token_string, token_type_hint):
+        return _query_token(token_string, token_type_hint)
+
+    def revoke_token(self, token, request):
+        if token.session is not None:
+            sessions.end(token.session, utcnow())
+            audit.record("token_revoked", actor_id=token.session.account_id, resource_type="account_sessions",
+                         resource_id=token.session.id, changes={"client_id": token.claims.get("client_id")})
+        db.session.commit()
+
+
 def init_app(app):
     server = AuthorizationServer(app, query_client=_query_client, save_token=_save_token)
     server.register_grant(ServiceAccountGrant)
     server.register_token_generator("default", _token)
+    server.register_endpoint(Introspection)
+    server.register_endpoint(Revocation)
     app.extensions["iam_oauth_server"] = server
     if verify_access_token not in tokens.EXTERNAL_VERIFIERS:
         tokens.EXTERNAL_VERIFIERS.append(verify_access_token)
@@ -163,5 +242,13 @@ def init_app(app):
     @blueprint.post("/oauth2/token")
     def oauth_token():
         return server.create_token_response()
+
+    @blueprint.post("/oauth2/introspect")
+    def oauth_introspect():
+        return server.create_endpoint_response(Introspection.ENDPOINT_NAME)
+
+    @blueprint.post("/oauth2/revoke")
+    def oauth_revoke():
+        return server.create_endpoint_response(Revocation.ENDPOINT_NAME)
 
     app.register_blueprint(blueprint)

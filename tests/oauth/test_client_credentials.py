@@ -130,3 +130,39 @@ def test_private_keys_are_sealed_and_resealed(app, live_server, service):
         assert done.exit_code == 0 and "resealed 1 secret(s)" in done.output, done.output
     finally:
         app.config.update(IAM_ENCRYPTION_KEY="", IAM_ENCRYPTION_OLD_KEYS=[])
+
+
+def introspect(live_server, token, auth, **extra):
+    return requests.post(f"{live_server}/oauth2/introspect", data={"token": token, **extra}, auth=auth, timeout=10)
+
+
+def test_introspection_and_revocation(app, live_server, service, admin, factory):
+    client_id, secret, robot = service
+    token = fetch(live_server, client_id, secret)["access_token"]
+    answer = introspect(live_server, token, (client_id, secret))
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["active"] is True and body["client_id"] == client_id and body["sub"] == str(robot.id)
+    assert body["iss"] == app.config["IAM_ISSUER"] and body["exp"] > body["iat"]
+    # Nothing about tokens it does not know, or to a client of another organization.
+    assert introspect(live_server, "not-a-token", (client_id, secret)).json() == {"active": False}
+    other_org = factory.organization(slug="other")
+    stranger = assert_jsonapi(admin.post("/oauth_clients", {"data": {"type": "oauth_clients", "attributes": {
+        "name": "Elsewhere", "organization_id": other_org.id, "redirect_uris": ["https://x.example/cb"]}}}), 201)
+    stranger_auth = (stranger["data"]["attributes"]["client_id"], stranger["meta"]["client_secret"])
+    assert introspect(live_server, token, stranger_auth).json() == {"active": False}
+    # Only with the client's credentials.
+    assert introspect(live_server, token, (client_id, "wrong")).status_code == 401
+    assert requests.post(f"{live_server}/oauth2/introspect", data={"token": token}, timeout=10).status_code == 401
+    # The other organization's client cannot revoke it; its own client can, and it stops everywhere.
+    assert requests.post(f"{live_server}/oauth2/revoke", data={"token": token}, auth=stranger_auth,
+                         timeout=10).status_code == 400
+    assert me(live_server, token).status_code == 200
+    revoked = requests.post(f"{live_server}/oauth2/revoke", data={"token": token, "token_type_hint": "access_token"},
+                            auth=(client_id, secret), timeout=10)
+    assert revoked.status_code == 200
+    assert me(live_server, token).status_code == 401
+    assert introspect(live_server, token, (client_id, secret)).json() == {"active": False}
+    # Revoking what is unknown is a 200 too (RFC 7009 section 2.2).
+    assert requests.post(f"{live_server}/oauth2/revoke", data={"token": "unknown"}, auth=(client_id, secret),
+                         timeout=10).status_code == 200
