@@ -7,6 +7,7 @@ Redis (IAM_RATELIMIT_STORAGE_URL=redis://...).
 """
 import multiprocessing
 import os
+import signal
 import shutil
 import tempfile
 
@@ -87,6 +88,12 @@ def when_ready(server):
 
 
 def post_fork(server, worker):
+    # A new worker runs with the master's signal handlers until it installs its own
+    # (Worker.init_signals): a SIGTERM in that window went into the copy of the master's signal
+    # queue and was lost, the worker served on, and a shutdown waited graceful_timeout for it.
+    # Until then, these signals end it as they would any process.
+    for number in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(number, signal.SIG_DFL)
     if server.cfg.preload_app:
         _release_connections(server, close=False)
 

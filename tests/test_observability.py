@@ -215,3 +215,32 @@ def test_a_stalled_access_log_stream_drops_and_counts_lines_instead_of_growing()
     dropped = sum(line["lines"] for line in lines if line.get("event") == "access_log_lines_dropped")
     assert written == sorted(written) and len(written) < 500
     assert len(written) + dropped == 500
+
+
+def test_a_sigterm_while_workers_boot_stops_the_server_at_once(tmp_path):
+    """gunicorn's master signals its workers as soon as it is told to stop; a worker still booting
+    ran with the master's handlers, lost the signal, and the stop waited graceful_timeout (30 s)
+    for it (about one start in twelve here). gunicorn.conf.py's post_fork ends that window."""
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    for attempt in range(10):
+        port = free_port()
+        env = {**os.environ, "IAM_ENV": "development", "IAM_DATABASE_URL": f"sqlite:///{tmp_path}/iam{attempt}.db",
+               "IAM_INSTANCE_PATH": str(tmp_path), "IAM_BIND": f"127.0.0.1:{port}", "IAM_WORKERS": "2",
+               "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / f"metrics{attempt}")}
+        process = subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)  # the master listens; its workers may still be booting
+        started = time.monotonic()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        assert time.monotonic() - started < 10, f"start {attempt}: the server took its graceful timeout to stop"
