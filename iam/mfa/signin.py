@@ -27,7 +27,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import delete, select, update
 
 from .. import audit, throttle
-from ..auth import sessions
+from ..auth import second_factor, sessions
 from ..auth.principal import authenticate
 from ..auth.views import PASSWORD_STEPS, committed_session_document, parse_auth_body
 from ..extensions import db
@@ -77,21 +77,50 @@ def mfa_policy_applies(account):
         select(OrganizationalUnit.policies).where(OrganizationalUnit.id.in_(ids))))
 
 
+def new_challenge(account, now, first_amr, factors):
+    """(the mfa_required meta, its MfaChallenge): a new mfa_token for the second step."""
+    # Challenges past their time are of no use: each two-step sign-in sweeps them (indexed).
+    db.session.execute(delete(MfaChallenge).where(MfaChallenge.expires_at < now)
+                       .execution_options(synchronize_session=False))
+    raw = secrets.token_urlsafe(32)
+    expires_at = now + timedelta(seconds=MFA_TOKEN_TTL)
+    challenge = MfaChallenge(token_digest=digest(raw), account_id=account.id, first_amr=list(first_amr), failures=0,
+                             created_at=now, expires_at=expires_at)
+    db.session.add(challenge)
+    return challenge_meta(raw, expires_at, factors), challenge
+
+
+def challenge_meta(raw, expires_at, factors):
+    return {"mfa_required": True, "mfa_token": raw, "expires_at": _iso(expires_at),
+            "factors": [{"id": str(f.id), "kind": f.kind, "name": f.name} for f in factors]}
+
+
+# RFC 8176 methods that say the identity provider itself checked more than one factor.
+REPORTED_MFA = frozenset({"mfa", "otp", "hwk", "swk", "sc", "sms", "tel", "fpt", "face", "iris", "retina", "vbm"})
+
+
+def sso_step(account, now, reported_amr):
+    """After a sign-in through an identity provider (auth/second_factor.py): nothing unless an
+    mfa_required policy applies and the provider's `amr` reports no second factor; then the
+    second step (the account has a factor) or enrolment (it has none)."""
+    if not mfa_policy_applies(account):
+        return None
+    if isinstance(reported_amr, list) and REPORTED_MFA & {a for a in reported_amr if isinstance(a, str)}:
+        return None
+    factors = active_second_factors(account.id)
+    if not factors:
+        return ("enrol",)
+    meta, challenge = new_challenge(account, now, ["sso"], factors)
+    return ("challenge", meta, challenge)
+
+
 def password_step(api, account, now):
     """After a correct password: the second step to come, or enrolment, or None (sign in)."""
     factors = active_second_factors(account.id)
     if factors:
-        # Challenges past their time are of no use: each two-step sign-in sweeps them (indexed).
-        db.session.execute(delete(MfaChallenge).where(MfaChallenge.expires_at < now)
-                           .execution_options(synchronize_session=False))
-        raw = secrets.token_urlsafe(32)
-        expires_at = now + timedelta(seconds=MFA_TOKEN_TTL)
-        db.session.add(MfaChallenge(token_digest=digest(raw), account_id=account.id, first_amr=["pwd"],
-                                    failures=0, created_at=now, expires_at=expires_at))
+        meta, _ = new_challenge(account, now, ["pwd"], factors)
         db.session.commit()
-        return {"meta": {"mfa_required": True, "mfa_token": raw, "expires_at": _iso(expires_at),
-                         "factors": [{"id": str(f.id), "kind": f.kind, "name": f.name} for f in factors]},
-                "jsonapi": JSONAPI_OBJECT}
+        return {"meta": meta, "jsonapi": JSONAPI_OBJECT}
     if not mfa_policy_applies(account):
         return None
     record_activity(db.session, account, now, failed_login_count=0, locked_until=None, last_login_at=now)
@@ -305,6 +334,7 @@ def step_up(api):
 
 def register(api):
     PASSWORD_STEPS.append(password_step)
+    second_factor.STEP = sso_step
 
     def auth_mfa():
         return finish(api)

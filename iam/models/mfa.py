@@ -57,6 +57,9 @@ class MfaChallenge(NeverReusedId, db.Model):
 
     id = mapped_column(Integer, primary_key=True)
     token_digest = mapped_column(String(64), nullable=True, unique=True)
+    # A sign-in through an identity provider sent back to an application (`return_to`): the
+    # sso_code's digest, traded at /auth/sso/exchange for the mfa_token (made then).
+    sso_code_digest = mapped_column(String(64), nullable=True, unique=True)
     account_id = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True)
     session_id = mapped_column(ForeignKey("account_sessions.id", ondelete="CASCADE"), nullable=True, index=True)
     first_amr = mapped_column(JSONType, nullable=False, default=list)

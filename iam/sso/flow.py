@@ -46,12 +46,14 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import delete, select, update
 
 from .. import audit, secret_store
-from ..auth import sessions
+from ..auth import second_factor, sessions
 from ..auth.views import committed_session_document, parse_auth_body
 from ..extensions import db
 from ..jsonapi import JsonApiError
 from ..jsonapi.media import check_accept
-from ..models import AccountIdentity, AccountSession, IdentityProvider, Invitation, SsoAttempt, SsoCode, utcnow
+from ..models import (SECOND_FACTORS, AccountIdentity, AccountSession, IdentityProvider, Invitation, MfaChallenge,
+                      MfaFactor, SsoAttempt, SsoCode, utcnow)
+from ..jsonapi.documents import JSONAPI_OBJECT
 from ..models.base import record_activity
 from ..resources.common import digest
 from ..resources import invitations
@@ -62,6 +64,7 @@ from .realm import bad_return_to, return_to_allowed
 
 ATTEMPT_TTL = 600
 CODE_TTL = 60
+MFA_TOKEN_TTL = 300  # as a password's second step (iam/mfa/signin.py)
 BROWSER_COOKIE = "iam_sso_browser"
 COOKIE_PATH = "/api/v3/iam/auth/sso"
 VERIFIER_PURPOSE = "sso_attempts.code_verifier"
@@ -379,7 +382,26 @@ def callback(api):
         raise _failed(failure) from None
     if how not in ("sso_jit", "invitation"):
         record_activity(db.session, account, now, last_login_at=now)
-    session = sessions.open_session(account, now, amr=["sso"])
+    _audit_resolution(how, account, idp, attempt, claims)
+    step = second_factor.after_sso(account, now, claims.get("amr"))
+    if step is not None and step[0] == "challenge":
+        return _second_step(attempt, step[1], step[2])
+    enrol = step is not None  # an mfa_required policy, and no factor yet: a session to enrol one
+    session = sessions.open_session(account, now, amr=["sso"], enrollment_only=enrol,
+                                    lifetime=current_app.config["IAM_ACCESS_TOKEN_TTL"] if enrol else None)
+    audit.record("sso_login", actor_id=account.id, resource_type="account_sessions", resource_id=session.id,
+                 organization_id=account.organization_id,
+                 changes={"identity_provider_id": idp.id, **({"enrollment_only": True} if enrol else {})})
+    if attempt.return_to is None:
+        return _login_document(api, session, now)
+    raw = secrets.token_urlsafe(32)
+    db.session.add(SsoCode(code_digest=digest(raw), session_id=session.id, created_at=now,
+                           expires_at=now + timedelta(seconds=CODE_TTL)))
+    db.session.commit()
+    return _back_to(attempt.return_to, raw)
+
+
+def _audit_resolution(how, account, idp, attempt, claims):
     if how == "invitation":
         audit.record("invitation_accepted", actor_id=account.id, resource_type="invitations",
                      resource_id=attempt.invitation_id, organization_id=account.organization_id,
@@ -388,15 +410,33 @@ def callback(api):
         audit.record(how, actor_id=account.id, resource_type="accounts", resource_id=account.id,
                      organization_id=account.organization_id,
                      changes={"identity_provider_id": idp.id, "subject": claims["sub"]})
-    audit.record("sso_login", actor_id=account.id, resource_type="account_sessions", resource_id=session.id,
-                 organization_id=account.organization_id, changes={"identity_provider_id": idp.id})
+
+
+def _login_document(api, session, now):
+    """The login answer; a session that may only enrol a factor gets no refresh token, and says so."""
+    if session.enrollment_only:
+        document = committed_session_document(api, session, now)
+        document["meta"]["mfa_enrollment_required"] = True
+        return document
+    return committed_session_document(api, session, now, sessions.new_refresh_token(session))
+
+
+def _second_step(attempt, meta, challenge):
+    """An mfa_required policy wants a second factor the provider did not report: the
+    mfa_required answer, or, for an application (return_to), an sso_code the exchange trades for
+    it (the mfa_token is made then: no token travels in a URL)."""
     if attempt.return_to is None:
-        return committed_session_document(api, session, now, sessions.new_refresh_token(session))
+        db.session.commit()
+        return {"meta": meta, "jsonapi": JSONAPI_OBJECT}
     raw = secrets.token_urlsafe(32)
-    db.session.add(SsoCode(code_digest=digest(raw), session_id=session.id, created_at=now,
-                           expires_at=now + timedelta(seconds=CODE_TTL)))
+    challenge.token_digest, challenge.sso_code_digest = None, digest(raw)
+    challenge.expires_at = min(challenge.expires_at, challenge.created_at + timedelta(seconds=CODE_TTL))
     db.session.commit()
-    response = redirect(_with_code(attempt.return_to, raw), 302)
+    return _back_to(attempt.return_to, raw)
+
+
+def _back_to(return_to, raw):
+    response = redirect(_with_code(return_to, raw), 302)
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
 
@@ -415,7 +455,7 @@ def exchange(api):
     now, code_digest = utcnow(), digest(args["code"])
     row = db.session.scalars(select(SsoCode).where(SsoCode.code_digest == code_digest)).one_or_none()
     if row is None:
-        raise _invalid_code()
+        return _exchange_for_second_step(code_digest, now)
     claimed = db.session.execute(
         update(SsoCode).where(SsoCode.id == row.id, SsoCode.used_at.is_(None), SsoCode.expires_at > now)
         .values(used_at=now).execution_options(synchronize_session=False)).rowcount
@@ -433,7 +473,32 @@ def exchange(api):
     if session is None or not session.is_active(now) or not session.account.is_active(now):
         db.session.commit()
         raise _invalid_code()
-    return committed_session_document(api, session, now, sessions.new_refresh_token(session))
+    return _login_document(api, session, now)
+
+
+def _exchange_for_second_step(code_digest, now):
+    """An sso_code of a sign-in that still needs its second factor: traded once for an mfa_token
+    (then POST /auth/mfa, as after a password)."""
+    challenge = db.session.scalars(select(MfaChallenge).where(MfaChallenge.sso_code_digest == code_digest)
+                                   ).one_or_none()
+    if challenge is None or challenge.expires_at <= now or challenge.used_at is not None:
+        raise _invalid_code()
+    raw = secrets.token_urlsafe(32)
+    expires_at = now + timedelta(seconds=MFA_TOKEN_TTL)
+    claimed = db.session.execute(
+        update(MfaChallenge).where(MfaChallenge.id == challenge.id, MfaChallenge.sso_code_digest == code_digest)
+        .values(sso_code_digest=None, token_digest=digest(raw), expires_at=expires_at)
+        .execution_options(synchronize_session=False)).rowcount
+    if not claimed:
+        db.session.rollback()
+        raise _invalid_code()
+    factors = db.session.scalars(select(MfaFactor).where(
+        MfaFactor.account_id == challenge.account_id, MfaFactor.status == "active",
+        MfaFactor.kind.in_(SECOND_FACTORS)).order_by(MfaFactor.id)).all()
+    db.session.commit()
+    meta = {"mfa_required": True, "mfa_token": raw, "expires_at": expires_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "factors": [{"id": str(f.id), "kind": f.kind, "name": f.name} for f in factors]}
+    return {"meta": meta, "jsonapi": JSONAPI_OBJECT}
 
 
 def register(api):

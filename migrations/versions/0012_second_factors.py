@@ -66,6 +66,7 @@ def upgrade():
         "mfa_challenges",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("token_digest", sa.String(64), nullable=True),
+        sa.Column("sso_code_digest", sa.String(64), nullable=True),
         sa.Column("account_id", sa.Integer(), nullable=False),
         sa.Column("session_id", sa.Integer(), nullable=True),
         sa.Column("first_amr", JSON, nullable=False),
@@ -83,6 +84,7 @@ def upgrade():
                                 ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name="pk_mfa_challenges"),
         sa.UniqueConstraint("token_digest", name="uq_mfa_challenges_token_digest"),
+        sa.UniqueConstraint("sso_code_digest", name="uq_mfa_challenges_sso_code_digest"),
         sqlite_autoincrement=True,
     )
     op.create_index("ix_mfa_challenges_account_id", "mfa_challenges", ["account_id"])
