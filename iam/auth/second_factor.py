@@ -10,3 +10,9 @@ STEP = None
 
 def after_sso(account, now, reported_amr):
     return STEP(account, now, reported_amr) if STEP is not None else None
+
+
+def challenge_meta(raw, expires_at, factors):
+    """The `meta` of an answer that asks for the second step: the mfa_token and the factors."""
+    return {"mfa_required": True, "mfa_token": raw, "expires_at": expires_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "factors": [{"id": str(f.id), "kind": f.kind, "name": f.name} for f in factors]}

@@ -54,10 +54,6 @@ def invalid_mfa_token():
                         "The mfa_token is invalid, used or expired; log in again.")
 
 
-def _iso(moment):
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def active_second_factors(account_id):
     return db.session.scalars(select(MfaFactor).where(
         MfaFactor.account_id == account_id, MfaFactor.status == "active", MfaFactor.kind.in_(SECOND_FACTORS))
@@ -87,12 +83,7 @@ def new_challenge(account, now, first_amr, factors):
     challenge = MfaChallenge(token_digest=digest(raw), account_id=account.id, first_amr=list(first_amr), failures=0,
                              created_at=now, expires_at=expires_at)
     db.session.add(challenge)
-    return challenge_meta(raw, expires_at, factors), challenge
-
-
-def challenge_meta(raw, expires_at, factors):
-    return {"mfa_required": True, "mfa_token": raw, "expires_at": _iso(expires_at),
-            "factors": [{"id": str(f.id), "kind": f.kind, "name": f.name} for f in factors]}
+    return second_factor.challenge_meta(raw, expires_at, factors), challenge
 
 
 # RFC 8176 methods that say the identity provider itself checked more than one factor.

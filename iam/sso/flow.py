@@ -496,9 +496,7 @@ def _exchange_for_second_step(code_digest, now):
         MfaFactor.account_id == challenge.account_id, MfaFactor.status == "active",
         MfaFactor.kind.in_(SECOND_FACTORS)).order_by(MfaFactor.id)).all()
     db.session.commit()
-    meta = {"mfa_required": True, "mfa_token": raw, "expires_at": expires_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "factors": [{"id": str(f.id), "kind": f.kind, "name": f.name} for f in factors]}
-    return {"meta": meta, "jsonapi": JSONAPI_OBJECT}
+    return {"meta": second_factor.challenge_meta(raw, expires_at, factors), "jsonapi": JSONAPI_OBJECT}
 
 
 def register(api):

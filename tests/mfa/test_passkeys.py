@@ -14,14 +14,6 @@ from tests.mfa.helpers import login, second_step
 ORIGIN = "http://127.0.0.1:5000"  # IAM_ISSUER in the tests
 
 
-@pytest.fixture
-def ada(app, factory):
-    account = factory.account(email="ada@example.com")
-    client = ApiClient(app.test_client(), factory.token(account))
-    client.account = account
-    return client
-
-
 def register(client, authenticator, origin=ORIGIN, challenge=None):
     created = assert_jsonapi(client.post("/mfa_factors", {"data": {"type": "mfa_factors", "attributes": {
         "kind": "webauthn", "name": "Laptop"}}}), 201)

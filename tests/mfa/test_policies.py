@@ -2,7 +2,6 @@
 administration of other accounts' factors (a lost phone), with tenancy."""
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select, update
 
 from iam.extensions import db
@@ -25,14 +24,6 @@ def age_second_factor(app, session_id, minutes=11):
         db.session.execute(update(AccountSession).where(AccountSession.id == int(session_id))
                            .values(mfa_at=utcnow() - timedelta(minutes=minutes)))
         db.session.commit()
-
-
-@pytest.fixture
-def ada(app, factory):
-    account = factory.account(email="ada@example.com")
-    client = ApiClient(app.test_client(), factory.token(account))
-    client.account = account
-    return client
 
 
 def dangerous(client, factor_id):

@@ -1,7 +1,6 @@
 """Authenticator apps (TOTP) and recovery codes: enrolment, the two-step sign-in and its
 refusals (replay, wrong codes, the lock, a dead mfa_token), recovery codes used once; codes
 computed by pyotp from the secret the enrolment showed."""
-import pytest
 from sqlalchemy import select, text
 
 from iam import secret_store
@@ -9,14 +8,6 @@ from iam.extensions import db
 from iam.models import AccountSession, AuditEvent, MfaFactor, MfaRecoveryCode
 from tests.helpers import ApiClient, assert_jsonapi, error_of
 from tests.mfa.helpers import code, enrol_totp, login, second_step
-
-
-@pytest.fixture
-def ada(app, factory):
-    account = factory.account(email="ada@example.com")
-    client = ApiClient(app.test_client(), factory.token(account))
-    client.account = account
-    return client
 
 
 def test_enrolment_shows_the_secret_once_and_stores_it_sealed(app, ada):
