@@ -5,7 +5,19 @@ STEP; iam/sso/ asks `after_sso`, so neither imports the other.
 STEP(account, now, reported_amr) answers None (sign in), ("enrol",) (a session that may only
 enrol a factor) or ("challenge", meta, challenge) (the mfa_required answer and its MfaChallenge,
 not yet committed)."""
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import SECOND_FACTORS, MfaFactor
+
 STEP = None
+
+
+def active_second_factors(account_id):
+    """The account's active authenticator apps and passkeys (recovery codes stand in for them only)."""
+    return db.session.scalars(select(MfaFactor).where(
+        MfaFactor.account_id == account_id, MfaFactor.status == "active", MfaFactor.kind.in_(SECOND_FACTORS))
+        .order_by(MfaFactor.id)).all()
 
 
 def after_sso(account, now, reported_amr):

@@ -40,6 +40,14 @@ def open_session(account, now, api_key=None, read_only=False, lifetime=None, amr
     return session
 
 
+def prove_second_factor(session, now, amr, **values):
+    """Record in `session` that a second factor (`amr`: "otp" or "hwk") was proven now: its
+    `mfa_at` (step-up), its `amr`; `values`: more columns to write with it. Bookkeeping, no
+    version check: parallel requests of one session must not fail each other."""
+    amrs = list(session.amr or [])
+    record_activity(db.session, session, now, mfa_at=now, amr=amrs if amr in amrs else [*amrs, amr], **values)
+
+
 def new_refresh_token(session):
     raw = secrets.token_urlsafe(32)
     db.session.add(RefreshToken(session_id=session.id, token_digest=digest(raw)))

@@ -76,6 +76,14 @@ def _signed_by_keys(token):
         return False
 
 
+def check_ids(claims):
+    """`sub` (the account) and `sid` (the session) are ids a row can have; InvalidToken otherwise."""
+    for claim in ("sub", "sid"):
+        value = claims.get(claim)
+        if not isinstance(value, str) or not value.isdigit() or int(value) >= 2 ** 31:
+            raise InvalidToken(f"bad {claim}")
+
+
 VERIFIED_TOKENS = 4096  # about 1.5 MB per process at most
 
 
@@ -90,10 +98,7 @@ def _verified(token, secret):
         raise InvalidToken(str(exc)) from None
     if claims.get("typ") != ACCESS:
         raise InvalidToken("not an access token")
-    for claim in ("sub", "sid"):
-        value = claims.get(claim)
-        if not isinstance(value, str) or not value.isdigit() or int(value) >= 2 ** 31:
-            raise InvalidToken(f"bad {claim}")
+    check_ids(claims)
     if not isinstance(claims["exp"], (int, float)):
         raise InvalidToken("bad exp")
     return MappingProxyType(claims)  # shared by every request that presents the token: read-only

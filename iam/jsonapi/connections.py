@@ -10,10 +10,9 @@ request, in autocommit (`open_read_connection`), reads run on it (`connection_fo
 Session that the request does use (a read through the ORM) is bound to that same connection
 (`bound_to_read_connection`): one connection per request, as before. The connection goes
 back to the pool when the request ends (`close_read_connection`, from the app's teardown),
-and is dropped if a request runs again after a lost connection (iam/reconnect.py). An app that
-uses the engine must call it from its app-context teardown, after its Session is removed (the
-IAM app's iam/extensions.py does): otherwise every GET on PostgreSQL keeps a pooled connection
-until the garbage collector finds it.
+and is dropped if a request runs again after a lost connection (iam/reconnect.py). The engine
+registers that teardown itself, to run after every other (views.py), so an app that embeds the
+engine cannot leave a pooled connection to the garbage collector.
 
 SQLite keeps the Session's own transaction: its read transactions give one snapshot to a
 whole request, and cost no round trip.

@@ -16,7 +16,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from werkzeug.urls import iri_to_uri
 
 from . import documents, encoding, query
-from .connections import open_read_connection
+from .connections import close_read_connection, open_read_connection
 from .errors import JsonApiError, conflict
 from .media import JSONAPI_MEDIA_TYPE, check_accept, read_json_body
 from .query import MAX_URI_LENGTH
@@ -77,6 +77,13 @@ class RequestContext:
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
+def _close_read_connections_last(state):
+    """The read connection a request took (connections.py) goes back to the pool when its app
+    context ends, after every other teardown (the app's Session, which may be bound to it, is
+    removed first): Flask runs them last registered first, so this one goes to the front."""
+    state.app.teardown_appcontext_funcs.insert(0, lambda exc: close_read_connection())
+
+
 class Api:
     def __init__(self, blueprint, db, authenticate=None, policy=None, on_change=None):
         self.blueprint = blueprint
@@ -91,6 +98,7 @@ class Api:
         self._base_urls = {}  # (scheme, host, root path) -> the API's base URL (_base_url)
         blueprint.before_request(_check_uri_length)
         blueprint.after_request(_jsonapi_media_type)
+        blueprint.record_once(_close_read_connections_last)
 
     # ------------------------------------------------------------ registry
 

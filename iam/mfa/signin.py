@@ -28,6 +28,7 @@ from sqlalchemy import delete, select, update
 
 from .. import audit, throttle
 from ..auth import second_factor, sessions
+from ..auth.second_factor import active_second_factors
 from ..auth.principal import authenticate
 from ..auth.views import PASSWORD_STEPS, committed_session_document, parse_auth_body
 from ..extensions import db
@@ -36,7 +37,8 @@ from ..jsonapi.documents import JSONAPI_OBJECT
 from ..jsonapi.errors import invalid_field
 from ..jsonapi.media import check_accept
 from ..jsonapi.query import QuerySpec
-from ..models import SECOND_FACTORS, Account, AccountSession, MfaChallenge, MfaFactor, OrganizationalUnit, utcnow
+from ..models import (Account, AccountSession, MfaChallenge, MfaFactor, Organization, OrganizationalUnit, Person,
+                      utcnow)
 from ..models.base import record_activity
 from ..resources.common import digest
 from . import codes, passkeys
@@ -54,21 +56,24 @@ def invalid_mfa_token():
                         "The mfa_token is invalid, used or expired; log in again.")
 
 
-def active_second_factors(account_id):
-    return db.session.scalars(select(MfaFactor).where(
-        MfaFactor.account_id == account_id, MfaFactor.status == "active", MfaFactor.kind.in_(SECOND_FACTORS))
-        .order_by(MfaFactor.id)).all()
-
-
 def mfa_policy_applies(account):
     """Whether `mfa_required` is true on the account's organization, or on its person's unit or a
-    unit above it."""
-    if account.organization is not None and (account.organization.policies or {}).get("mfa_required") is True:
-        return True
-    unit = account.person.organizational_unit if account.person is not None else None
-    if unit is None:
+    unit above it (one read for the organization and the unit, one for the units above)."""
+    row = db.session.execute(
+        select(Organization.policies, OrganizationalUnit.id, OrganizationalUnit.ancestry)
+        .select_from(Account)
+        .outerjoin(Organization, Organization.id == Account.organization_id)
+        .outerjoin(Person, Person.id == Account.person_id)
+        .outerjoin(OrganizationalUnit, OrganizationalUnit.id == Person.organizational_unit_id)
+        .where(Account.id == account.id)).first()
+    if row is None:
         return False
-    ids = [int(part) for part in unit.ancestry.strip("/").split("/") if part.isdigit()] or [unit.id]
+    org_policies, unit_id, ancestry = row
+    if (org_policies or {}).get("mfa_required") is True:
+        return True
+    if unit_id is None:
+        return False
+    ids = [int(part) for part in (ancestry or "").strip("/").split("/") if part.isdigit()] + [unit_id]
     return any((policies or {}).get("mfa_required") is True for policies in db.session.scalars(
         select(OrganizationalUnit.policies).where(OrganizationalUnit.id.in_(ids))))
 
@@ -310,9 +315,7 @@ def step_up(api):
                            .execution_options(synchronize_session=False))
     record_activity(db.session, account, now, failed_login_count=0, locked_until=None)
     session = db.session.get(AccountSession, principal.session_id)
-    amrs = list(session.amr or [])
-    record_activity(db.session, session, now, mfa_at=now, auth_time=now,
-                    amr=amrs if amr in amrs else [*amrs, amr])
+    sessions.prove_second_factor(session, now, amr, auth_time=now)
     audit.record("step_up", actor_id=account.id, resource_type="account_sessions", resource_id=session.id,
                  organization_id=account.organization_id, changes={"kind": factor.kind})
     db.session.flush()

@@ -131,10 +131,7 @@ def verify_access_token(token):
         registry.validate(claims)
     except JoseError as error:
         raise tokens.InvalidToken(str(error)) from None
-    for claim in ("sub", "sid"):
-        value = claims.get(claim)
-        if not isinstance(value, str) or not value.isdigit() or int(value) >= 2 ** 31:
-            raise tokens.InvalidToken(f"bad {claim}")
+    tokens.check_ids(claims)
     return claims
 
 

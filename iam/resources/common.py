@@ -1,4 +1,5 @@
 """Filter builders shared by several IAM resources."""
+import ipaddress
 import hashlib
 import re
 
@@ -41,3 +42,12 @@ def search_filter(columns_or_builders, doc):
 def digest(token):
     """SHA-256 hex digest: how high-entropy secrets (tokens, API keys) are stored and looked up."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def is_loopback(host):
+    """Whether a URL's host is this machine (127.0.0.0/8, ::1, localhost): where plain http is
+    allowed for a provider or a client run beside the server."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

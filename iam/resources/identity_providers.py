@@ -7,7 +7,6 @@ audit records carry `[redacted]` for it. An email domain belongs to at most one 
 `provider_domains` has the domain as its key, so two writers racing for one domain cannot
 both win (409 `not_unique`).
 """
-import ipaddress
 import re
 from urllib.parse import urlsplit
 
@@ -22,6 +21,7 @@ from ..jsonapi.errors import conflict
 from ..jsonapi.schema import Bool, Int, JsonApiSchema, Rel, Str, Timestamp
 from ..models import AccountIdentity, IdentityProvider, IdentityProviderDomain, Invitation
 from ..models.identity import DEFAULT_CLAIM_MAPPING, DEFAULT_SCOPES
+from .common import is_loopback
 from .invitations import InvitedRole, check_role_rows
 
 SECRET_PURPOSE = "identity_providers.client_secret"
@@ -38,20 +38,13 @@ def callback_url():
     return current_app.config["IAM_ISSUER"].rstrip("/") + "/api/v3/iam/auth/sso/callback"
 
 
-def _loopback(host):
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
 def validate_issuer(value):
     """An https URL (plain http only to a loopback address: a provider run beside the server,
     as tests and development do), no query or fragment (discovery appends its path)."""
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValidationError("issuer must be an https URL.")
-    if parts.scheme == "http" and not _loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ValidationError("issuer must be an https URL (http only for a provider on a loopback address).")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ValidationError("issuer may not carry a query, a fragment or credentials.")

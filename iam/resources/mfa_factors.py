@@ -20,6 +20,7 @@ from marshmallow import Schema, fields as ma_fields, validate
 from sqlalchemy import delete, select
 
 from .. import audit
+from ..auth import sessions
 from ..auth.stepup import require_step_up
 from ..auth.views import parse_auth_body
 from ..jsonapi import JsonApiError, JsonApiErrors, Resource, query
@@ -28,7 +29,6 @@ from ..jsonapi.errors import conflict, invalid_field
 from ..jsonapi.schema import Int, JsonApiSchema, Rel, Str, Timestamp
 from ..mfa import codes, passkeys
 from ..models import FACTOR_KINDS, FACTOR_STATUSES, Account, AccountSession, MfaFactor, MfaRecoveryCode
-from ..models.base import record_activity
 
 DEFAULT_NAMES = {"totp": "Authenticator app", "webauthn": "Passkey", "recovery_codes": "Recovery codes"}
 
@@ -144,9 +144,7 @@ class MfaFactors(Resource):
             # Proven now, in this session: it counts as a second factor here (and ends an
             # enrolment-only limit).
             session = ctx.session.get(AccountSession, ctx.principal.session_id)
-            amrs = list(session.amr or [])
-            record_activity(ctx.session, session, ctx.now, mfa_at=ctx.now, enrollment_only=False,
-                            amr=amrs if amr in amrs else [*amrs, amr])
+            sessions.prove_second_factor(session, ctx.now, amr, enrollment_only=False)
             response = api.render_stored(self, ctx, id, spec)
             api.commit(ctx)
             return response

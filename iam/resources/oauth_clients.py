@@ -20,11 +20,7 @@ from ..jsonapi import filters as ft
 from ..jsonapi.schema import Bool, Int, JsonApiSchema, Rel, Str, Timestamp
 from ..jsonapi.views import snapshot
 from ..models import AUTH_METHODS, CLIENT_SCOPES, CLIENT_TYPES, GRANT_TYPES, OAuthClient
-from .common import digest
-
-
-def _loopback(host):
-    return host in ("localhost", "127.0.0.1", "::1")
+from .common import digest, is_loopback
 
 
 def validate_uris(value):
@@ -38,7 +34,7 @@ def validate_uris(value):
         except ValueError:
             parts = None
         if parts is None or not parts.hostname or parts.fragment or parts.username or parts.password \
-                or parts.scheme not in ("https", "http") or (parts.scheme == "http" and not _loopback(parts.hostname)):
+                or parts.scheme not in ("https", "http") or (parts.scheme == "http" and not is_loopback(parts.hostname)):
             raise ValidationError(f"{uri!r} is not an https URL without fragment (http only for a loopback host).")
 
 

@@ -51,8 +51,8 @@ from ..auth.views import committed_session_document, parse_auth_body
 from ..extensions import db
 from ..jsonapi import JsonApiError
 from ..jsonapi.media import check_accept
-from ..models import (SECOND_FACTORS, AccountIdentity, AccountSession, IdentityProvider, Invitation, MfaChallenge,
-                      MfaFactor, SsoAttempt, SsoCode, utcnow)
+from ..models import (AccountIdentity, AccountSession, IdentityProvider, Invitation, MfaChallenge,
+                      SsoAttempt, SsoCode, utcnow)
 from ..jsonapi.documents import JSONAPI_OBJECT
 from ..models.base import record_activity
 from ..resources.common import digest
@@ -492,9 +492,7 @@ def _exchange_for_second_step(code_digest, now):
     if not claimed:
         db.session.rollback()
         raise _invalid_code()
-    factors = db.session.scalars(select(MfaFactor).where(
-        MfaFactor.account_id == challenge.account_id, MfaFactor.status == "active",
-        MfaFactor.kind.in_(SECOND_FACTORS)).order_by(MfaFactor.id)).all()
+    factors = second_factor.active_second_factors(challenge.account_id)
     db.session.commit()
     return {"meta": second_factor.challenge_meta(raw, expires_at, factors), "jsonapi": JSONAPI_OBJECT}
 

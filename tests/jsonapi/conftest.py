@@ -18,7 +18,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import mapped_column, relationship
 
 from iam.jsonapi import Api, Resource, register_error_handlers
-from iam.jsonapi.connections import close_read_connection
 from iam.jsonapi.jsonsql import canonical_json
 from iam.jsonapi.schema import Bool, Int, JsonApiSchema, JsonObject, Rel, Str, Timestamp
 from iam.models.types import UTCDateTime  # generic: aware UTC timestamps on both databases
@@ -124,10 +123,6 @@ def make_app(url):
     api.register(Parts)
     app.register_blueprint(blueprint)
     register_error_handlers(app)
-    # As the IAM app does (iam/extensions.safe_session_teardown): a GET's read connection goes back
-    # to the pool when the app context ends. Without it each GET on PostgreSQL kept one until the
-    # garbage collector found it, and a run whose collector came late exhausted the pool.
-    app.teardown_appcontext(lambda exc: close_read_connection())
     with app.app_context():
         db.create_all()
     return app
