@@ -53,12 +53,14 @@ def create_app(overrides=None):
 
     from . import cli, cors, health, observability, reconnect, security_headers, throttle
     from .api import blueprint
+    from . import web
     from .oauth import server as oauth_server
     from .jsonapi.errors import register_error_handlers
     from .jsonapi.media import bodyless_answers
 
     app.register_blueprint(blueprint)
     app.register_blueprint(health.blueprint)
+    web.init_app(app)  # the sign-in pages, and the signed cookie session of the page paths only
     oauth_server.init_app(app)  # the OpenID Provider's endpoints, at the server's root
     register_error_handlers(app)
     reconnect.init_app(app)  # a connection found dead by a request's first statement: the request runs again

@@ -33,10 +33,20 @@ db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION),
 
 
 
+# Foreign keys a migration added to an existing SQLite table with ADD COLUMN ... REFERENCES
+# (enforced, but unnamed to reflection: SQLite cannot add a named constraint without rebuilding
+# the table, and rebuilding account_sessions would cascade-delete what references it). They
+# are compared on PostgreSQL, where they are named constraints.
+SQLITE_INLINE_FOREIGN_KEYS = {("account_sessions", ("oauth_client_id",)), ("account_sessions", ("parent_id",))}
+
+
 def autogenerate_filter(dialect_name):
     """Alembic's include_object for a database of `dialect_name`: an index declared for another
     dialect only (`Index(...).ddl_if(dialect="postgresql")`) is not missing there."""
     def include_object(obj, name, type_, reflected, compare_to):
+        if type_ == "foreign_key_constraint" and dialect_name == "sqlite" \
+                and (obj.table.name, tuple(obj.column_keys)) in SQLITE_INLINE_FOREIGN_KEYS:
+            return False
         ddl_if = getattr(obj, "_ddl_if", None)
         if type_ == "index" and not reflected and ddl_if is not None and ddl_if.dialect is not None:
             return ddl_if.dialect == dialect_name

@@ -65,10 +65,14 @@ ROUTE_LIMITS = {
 # Wrong second factors count like failed logins too (contract section 9), in one count.
 ROUTE_LIMITS.update({endpoint: ("IAM_LOGIN_RATE_LIMIT", _failed) for endpoint in (
     "iam.auth_mfa", "iam.auth_mfa_challenge", "iam.auth_step_up", "iam.mfa_factors_verify")})
+# The sign-in pages (iam/web/) count with the API's endpoints they stand for (SHARED): a wrong
+# password on the page and at POST /auth/login are one count per address, and so on.
+ROUTE_LIMITS.update({endpoint: ("IAM_LOGIN_RATE_LIMIT", _failed) for endpoint in (
+    "web.signin_password", "web.signin_mfa", "web.signin_sso")})
 # endpoint -> the scope it shares its count with (the other endpoints count on their own)
-SHARED = {"iam.auth_sso_start": "sso", "iam.auth_sso_callback": "sso", "iam.auth_sso_exchange": "sso",
+SHARED = {"iam.auth_login": "login", "web.signin_password": "login", "iam.auth_sso_start": "sso", "iam.auth_sso_callback": "sso", "iam.auth_sso_exchange": "sso",
           "iam.auth_mfa": "mfa", "iam.auth_mfa_challenge": "mfa", "iam.auth_step_up": "mfa",
-          "iam.mfa_factors_verify": "mfa"}
+          "iam.mfa_factors_verify": "mfa", "web.signin_mfa": "mfa", "web.signin_sso": "sso"}
 
 
 class _OutageProofStrategy:

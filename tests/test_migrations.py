@@ -15,7 +15,8 @@ SCHEMA = "iam_migration_test"
 TABLES = {"organizations", "organizational_units", "people", "accounts", "account_roles", "api_keys",
           "account_sessions", "refresh_tokens", "audit_events", "settings", "invitations", "groups", "group_members",
           "identity_providers", "provider_domains", "account_identities", "sso_attempts", "sso_codes",
-          "mfa_factors", "mfa_recovery_codes", "mfa_challenges", "oauth_clients", "signing_keys"}
+          "mfa_factors", "mfa_recovery_codes", "mfa_challenges", "oauth_clients", "signing_keys",
+          "oauth_codes", "oauth_consents"}
 
 
 @pytest.fixture(params=DATABASES)

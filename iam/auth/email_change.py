@@ -91,7 +91,7 @@ def confirm():
         # A reset link mailed to the old address must not outlive the address.
         .values(email=new_email, pending_email=None, email_change_token_digest=None, email_change_expires_at=None,
                 password_reset_token_digest=None, password_reset_token_expires_at=None,
-                version=Account.version + 1, updated_at=now)
+                email_verified_at=now, version=Account.version + 1, updated_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
     if not claimed:

@@ -107,7 +107,7 @@ def reset():
         .where(Account.id == account.id, Account.password_reset_token_digest == token_digest,
                Account.password_reset_token_expires_at > now)
         .values(password_hash=new_hash, password_reset_token_digest=None, password_reset_token_expires_at=None,
-                version=Account.version + 1, updated_at=now)
+                email_verified_at=now, version=Account.version + 1, updated_at=now)
         .execution_options(synchronize_session=False)
     ).rowcount
     if not claimed:

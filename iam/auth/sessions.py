@@ -58,13 +58,15 @@ class RefreshRefused(Exception):
     """The refresh token is unknown, used, or its session cannot continue."""
 
 
-def rotate(raw, now):
-    """(session, new raw refresh token) for a valid unused token; RefreshRefused otherwise."""
+def rotate(raw, now, client_row_id=None):
+    """(session, new raw refresh token) for a valid unused token; RefreshRefused otherwise.
+    `client_row_id`: the oauth_clients row whose application session the token must belong
+    to (None: a session of this API, never an application's)."""
     token = db.session.scalars(
         select(RefreshToken).where(RefreshToken.token_digest == digest(raw))
         .options(joinedload(RefreshToken.session).joinedload(AccountSession.account))
     ).one_or_none()
-    if token is None:
+    if token is None or token.session.oauth_client_id != client_row_id:
         raise RefreshRefused()
     session = token.session
     claimed = db.session.execute(

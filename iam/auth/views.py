@@ -147,15 +147,15 @@ def _find_account(email):
         select(Account).where(func.lower(Account.email) == email.strip().lower())).one_or_none()
 
 
-def login(api):
-    check_accept()
-    args = parse_auth_body(LoginSchema)
-    now = utcnow()
-    account = _find_account(args["email"])
+def check_password(email, password, now):
+    """The account whose password this is and that may sign in with it now, else None (the
+    failure counted against the account, audited, and committed). The API's login and the
+    sign-in pages (iam/web/) both ask this: one throttle, one lockout."""
+    account = _find_account(email)
     if account is None or not throttle.claim_login_attempt(account.id, now):
-        passwords.burn_time(args["password"])  # unknown or locked: same answer, same time
-        raise login_failed()
-    ok = passwords.verify_password(account.password_hash, args["password"])
+        passwords.burn_time(password)  # unknown or locked: same answer, same time
+        return None
+    ok = passwords.verify_password(account.password_hash, password)
     if not ok or account.auth_type != "password" or not account.is_active(now) or password_forbidden(account):
         audit.record("login_failed", actor_id=account.id, resource_type="accounts", resource_id=account.id,
                      organization_id=account.organization_id)
@@ -163,16 +163,31 @@ def login(api):
             audit.record("lock", actor_id=account.id, resource_type="accounts", resource_id=account.id,
                          organization_id=account.organization_id)
         db.session.commit()
+        return None
+    return account
+
+
+def password_signed_in(account, password, now):
+    """Bookkeeping of a password sign-in that needs nothing more (no edit: parallel logins to
+    one account must all succeed): the failures forgotten, the hash renewed if its parameters aged."""
+    values = {"failed_login_count": 0, "locked_until": None, "last_login_at": now}
+    if passwords.needs_rehash(account.password_hash):
+        values["password_hash"] = passwords.hash_password(password)
+    record_activity(db.session, account, now, **values)
+
+
+def login(api):
+    check_accept()
+    args = parse_auth_body(LoginSchema)
+    now = utcnow()
+    account = check_password(args["email"], args["password"], now)
+    if account is None:
         raise login_failed()
     for step in PASSWORD_STEPS:  # a second factor still to come (iam/mfa/signin.py)
         answer = step(api, account, now)
         if answer is not None:
             return answer
-    # Bookkeeping, not an edit: parallel logins to one account must all succeed.
-    values = {"failed_login_count": 0, "locked_until": None, "last_login_at": now}
-    if passwords.needs_rehash(account.password_hash):
-        values["password_hash"] = passwords.hash_password(args["password"])
-    record_activity(db.session, account, now, **values)
+    password_signed_in(account, args["password"], now)
     session = sessions.open_session(account, now)
     refresh_token = sessions.new_refresh_token(session)
     audit.record("login", actor_id=account.id, resource_type="account_sessions", resource_id=session.id,

@@ -235,7 +235,15 @@ def finish(api):
     check_accept()
     args = parse_auth_body(MfaSchema)
     now = utcnow()
-    challenge = _pending(args["mfa_token"], now)
+    session = complete(args["mfa_token"], args, now)
+    return committed_session_document(api, session, now, sessions.new_refresh_token(session))
+
+
+def complete(mfa_token, args, now):
+    """The session a correct second factor (`args`: code, or factor_id and credential) opens
+    for this mfa_token, not yet committed; a JsonApiError (committed where it counts a failure)
+    otherwise. POST /auth/mfa and the sign-in pages (iam/web/) both finish here."""
+    challenge = _pending(mfa_token, now)
     account = db.session.get(Account, challenge.account_id) if challenge is not None else None
     if account is None or not account.is_active(now):
         raise invalid_mfa_token()
@@ -258,7 +266,7 @@ def finish(api):
                  organization_id=account.organization_id, changes={"kind": factor.kind})
     audit.record("login", actor_id=account.id, resource_type="account_sessions", resource_id=session.id,
                  organization_id=account.organization_id)
-    return committed_session_document(api, session, now, sessions.new_refresh_token(session))
+    return session
 
 
 def challenge(api):

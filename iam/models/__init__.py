@@ -7,8 +7,8 @@ from .group import Group, group_members
 from .invitation import INVITATION_STATUSES, Invitation
 from .identity import AccountIdentity, IdentityProvider, IdentityProviderDomain, SsoAttempt, SsoCode
 from .mfa import FACTOR_KINDS, FACTOR_STATUSES, SECOND_FACTORS, MfaChallenge, MfaFactor, MfaRecoveryCode
-from .oauth import (AUTH_METHODS, CLIENT_SCOPES, CLIENT_TYPES, GRANT_TYPES, SIGNING_ALGORITHMS, OAuthClient,
-                    SigningKey)
+from .oauth import (AUTH_METHODS, CLIENT_SCOPES, CLIENT_TYPES, GRANT_TYPES, SIGNING_ALGORITHMS,
+                    OAuthAuthorizationCode, OAuthClient, OAuthConsent, SigningKey)
 from .setting import Setting
 from .types import utcnow
 
@@ -19,4 +19,5 @@ __all__ = [
     "AccountIdentity", "IdentityProvider", "IdentityProviderDomain", "SsoAttempt", "SsoCode",
     "FACTOR_KINDS", "FACTOR_STATUSES", "SECOND_FACTORS", "MfaChallenge", "MfaFactor", "MfaRecoveryCode",
     "AUTH_METHODS", "CLIENT_SCOPES", "CLIENT_TYPES", "GRANT_TYPES", "SIGNING_ALGORITHMS", "OAuthClient", "SigningKey",
+    "OAuthAuthorizationCode", "OAuthConsent",
 ]

@@ -24,6 +24,9 @@ class Account(Timestamped, db.Model):
     preferences = mapped_column(JSONType, nullable=False, default=dict)
     consent_given_at = mapped_column(UTCDateTime, nullable=True)
     last_login_at = mapped_column(UTCDateTime, nullable=True)
+    # When the account last proved it receives mail at `email` (an invitation accepted, a reset or
+    # email-change link followed, a provider's verified email): the ID token's email_verified.
+    email_verified_at = mapped_column(UTCDateTime, nullable=True)
     # Secrets: never rendered, never filterable except through their dedicated filters.
     password_hash = mapped_column(String(255), nullable=True)
     password_reset_token_digest = mapped_column(String(64), nullable=True, unique=True)

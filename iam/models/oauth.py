@@ -52,3 +52,43 @@ class SigningKey(NeverReusedId, db.Model):
     created_at = mapped_column(UTCDateTime, nullable=False)
     retired_at = mapped_column(UTCDateTime, nullable=True)
     published_until = mapped_column(UTCDateTime, nullable=True)
+
+
+class OAuthAuthorizationCode(NeverReusedId, db.Model):
+    """An authorization code (stored as its digest): single use, CODE_TTL seconds, bound to its
+    client, redirect URI and PKCE challenge. Kept after use (`used_at`, `issued_session_id`) so
+    that a replay can end the session it issued."""
+
+    __tablename__ = "oauth_codes"
+
+    id = mapped_column(db.Integer, primary_key=True)
+    code_digest = mapped_column(String(64), nullable=False, unique=True)
+    client_id = mapped_column(ForeignKey("oauth_clients.id", ondelete="CASCADE"), nullable=False, index=True)
+    account_id = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True)
+    browser_session_id = mapped_column(ForeignKey("account_sessions.id", ondelete="SET NULL"), nullable=True,
+                                       index=True)
+    redirect_uri = mapped_column(Text, nullable=False)
+    scope = mapped_column(String(512), nullable=False)
+    nonce = mapped_column(String(512), nullable=True)
+    code_challenge = mapped_column(String(128), nullable=True)
+    code_challenge_method = mapped_column(String(8), nullable=True)
+    amr = mapped_column(JSONType, nullable=False, default=list)
+    auth_time = mapped_column(UTCDateTime, nullable=False)
+    created_at = mapped_column(UTCDateTime, nullable=False)
+    expires_at = mapped_column(UTCDateTime, nullable=False, index=True)
+    used_at = mapped_column(UTCDateTime, nullable=True)
+    issued_session_id = mapped_column(ForeignKey("account_sessions.id", ondelete="SET NULL"), nullable=True,
+                                      index=True)
+
+    client = relationship("OAuthClient")
+
+
+class OAuthConsent(Timestamped, db.Model):
+    """The scopes a person allowed a client that asks for consent (one row per account and client)."""
+
+    __tablename__ = "oauth_consents"
+    __table_args__ = (db.UniqueConstraint("account_id", "client_id", name="uq_oauth_consents_account_id_client_id"),)
+
+    account_id = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False)
+    client_id = mapped_column(ForeignKey("oauth_clients.id", ondelete="CASCADE"), nullable=False, index=True)
+    scopes = mapped_column(JSONType, nullable=False, default=list)

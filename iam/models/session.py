@@ -31,6 +31,13 @@ class AccountSession(Timestamped, db.Model):
     mfa_at = mapped_column(UTCDateTime, nullable=True)
     # A session that may only enrol a second factor (an mfa_required policy, no factor yet).
     enrollment_only = mapped_column(Boolean, nullable=False, default=False, server_default=false())
+    # The sign-in pages' browser session (iam/web/): the SHA-256 digest of its cookie's value.
+    browser_digest = mapped_column(String(64), nullable=True, unique=True, index=True)
+    # An application's session (iam/oauth/): the client it was granted to, and the browser
+    # session it was granted from (signing out there ends it too).
+    oauth_client_id = mapped_column(ForeignKey("oauth_clients.id", ondelete="CASCADE"), nullable=True, index=True)
+    parent_id = mapped_column(ForeignKey("account_sessions.id", ondelete="SET NULL"), nullable=True, index=True)
+    oauth_scope = mapped_column(String(512), nullable=True)  # the scope granted to the application
 
     account = relationship("Account", back_populates="sessions")
     api_key = relationship("ApiKey")

@@ -21,6 +21,7 @@ from authlib.oauth2.rfc6749 import ClientMixin
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oauth2.rfc9207 import IssuerParameter
 from flask import Blueprint, current_app, jsonify
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -29,9 +30,9 @@ from sqlalchemy import select
 from .. import audit
 from ..auth import sessions, tokens
 from ..extensions import db
-from ..models import AccountSession, OAuthClient, utcnow
+from ..models import AccountSession, OAuthClient, RefreshToken, utcnow
 from ..resources.common import digest
-from . import keys
+from . import endpoints, grants, keys
 
 logging.getLogger("authlib").setLevel(logging.INFO)
 
@@ -48,7 +49,11 @@ class Client(ClientMixin):
         return self.row.client_id
 
     def get_default_redirect_uri(self):
-        return (self.row.redirect_uris or [None])[0]
+        return None  # redirect_uri is always sent, and matched exactly
+
+    @property
+    def client_metadata(self):
+        return {"post_logout_redirect_uris": list(self.row.post_logout_redirect_uris or [])}
 
     def get_allowed_scope(self, scope):
         allowed = set(self.row.scopes or [])
@@ -92,23 +97,58 @@ class ServiceAccountGrant(ClientCredentialsGrant):
             raise UnauthorizedClientError(description="The client has no service account that may sign in.")
 
 
+def _signed(account_id, audience, client_id, scope, session, lifetime, now):
+    signing = keys.current("RS256", now)
+    issued = int(time.time())
+    claims = {"iss": current_app.config["IAM_ISSUER"], "sub": str(account_id), "aud": audience,
+              "client_id": client_id, "scope": scope or "", "iat": issued, "exp": issued + lifetime,
+              "jti": uuid.uuid4().hex, "sid": str(session.id)}
+    return jwt.encode({"alg": "RS256", "kid": signing.kid, "typ": ACCESS_TOKEN_TYPE}, claims,
+                      keys.private_key(signing), algorithms=["RS256"])
+
+
 def _token(grant_type, client, user=None, scope=None, expires_in=None, include_refresh_token=True):
-    """The JWT access token of a client-credentials grant, and its session."""
+    """The tokens of a grant, and the session they belong to.
+
+    client_credentials: a session of the service account for the token's lifetime; the token's
+    audience is this server (it acts on this API). authorization_code: a new application
+    session (grants.open_application_session); refresh_token: the same one, with the refresh
+    token sessions.rotate made. Their access token's audience is the client: this API refuses
+    it (verify_access_token), /oauth2/userinfo takes it."""
     now = utcnow()
     row = client.row
     lifetime = current_app.config["IAM_ACCESS_TOKEN_TTL"]
-    account = row.service_account
-    session = sessions.open_session(account, now, lifetime=lifetime, amr=["client_credentials"])
-    signing = keys.current("RS256", now)
-    issued = int(time.time())
-    claims = {"iss": current_app.config["IAM_ISSUER"], "sub": str(account.id), "aud": current_app.config["IAM_ISSUER"],
-              "client_id": row.client_id, "scope": scope or "", "iat": issued, "exp": issued + lifetime,
-              "jti": uuid.uuid4().hex, "sid": str(session.id)}
-    token = jwt.encode({"alg": "RS256", "kid": signing.kid, "typ": ACCESS_TOKEN_TYPE}, claims,
-                       keys.private_key(signing), algorithms=["RS256"])
+    scope = scope or ""
+    refresh = None
+    if grant_type == "client_credentials":
+        account = row.service_account
+        session = sessions.open_session(account, now, lifetime=lifetime, amr=["client_credentials"])
+        audience = current_app.config["IAM_ISSUER"]
+    else:
+        account = user.account
+        if grant_type == "authorization_code":
+            offline = include_refresh_token and "offline_access" in scope.split()
+            session = grants.open_application_session(user, row, scope, offline, now)
+            refresh = sessions.new_refresh_token(session) if offline else None
+            user.session = session
+        else:
+            session, refresh = user.session, user.refresh_token
+        audience = row.client_id
+        lifetime = max(1, min(lifetime, int((session.expires_at - now).total_seconds())))
+    token = _signed(account.id, audience, row.client_id, scope, session, lifetime, now)
     audit.record("token_issued", actor_id=account.id, resource_type="oauth_clients", resource_id=row.id,
-                 organization_id=row.organization_id, changes={"grant_type": grant_type, "scope": scope or ""})
-    return {"access_token": token, "token_type": "Bearer", "expires_in": lifetime, "scope": scope or ""}
+                 organization_id=row.organization_id, changes={"grant_type": grant_type, "scope": scope})
+    answer = {"access_token": token, "token_type": "Bearer", "expires_in": lifetime, "scope": scope}
+    if refresh is not None:
+        answer["refresh_token"] = refresh
+    return answer
+
+
+class _Issuer(IssuerParameter):
+    """RFC 9207: `iss` in every authorization response, so a client can tell which server answered."""
+
+    def get_issuer(self):
+        return current_app.config["IAM_ISSUER"]
 
 
 def _save_token(token, request):
@@ -160,11 +200,46 @@ class IssuedToken:
         return self.claims.get("client_id") == client.get_client_id()
 
 
+class IssuedRefreshToken:
+    """A refresh token of an application session, as Authlib's endpoints see it."""
+
+    def __init__(self, row):
+        self.row, self.session = row, row.session
+
+    def is_expired(self):
+        return self.session.expires_at <= utcnow()
+
+    def is_revoked(self):
+        return self.row.used_at is not None or not self.session.is_active(utcnow()) \
+            or not self.session.account.is_active(utcnow())
+
+    def check_client(self, client):
+        return self.session.oauth_client_id == client.row.id
+
+    @property
+    def claims(self):
+        client = db.session.get(OAuthClient, self.session.oauth_client_id)
+        return {"client_id": client.client_id if client else None, "sub": str(self.session.account_id),
+                "scope": self.session.oauth_scope or "", "exp": int(self.session.expires_at.timestamp()),
+                "iat": int(self.session.created_at.timestamp()), "iss": current_app.config["IAM_ISSUER"],
+                "token_type": "refresh_token"}
+
+
+def _query_refresh_token(token_string):
+    row = db.session.scalars(select(RefreshToken).where(RefreshToken.token_digest == digest(token_string))
+                             ).one_or_none() if len(token_string) <= 256 else None
+    if row is None or row.session.oauth_client_id is None:
+        return None  # the API's own refresh tokens are not the applications' business
+    return IssuedRefreshToken(row)
+
+
 def _query_token(token_string, token_type_hint):
-    """The token if this server signed it (expired or not), else None. Refresh tokens are not
-    issued to applications yet: a hint for them finds nothing."""
-    if token_type_hint == "refresh_token" or not isinstance(token_string, str) or len(token_string) > 8192:
+    """The token if this server issued it to an application (expired or not), else None: an
+    access token (a JWT it signed) or an application's refresh token, whatever the hint says."""
+    if not isinstance(token_string, str) or len(token_string) > 8192:
         return None
+    if token_string.count(".") != 2:
+        return _query_refresh_token(token_string)
     try:
         decoded = jwt.decode(token_string, lambda obj: _key_for(obj.headers()), algorithms=["RS256", "ES256"])
     except (JoseError, ValueError, TypeError, LookupError):
@@ -197,15 +272,19 @@ class Introspection(IntrospectionEndpoint):
 
     def introspect_token(self, token):
         claims = token.claims
-        return {"active": True, "client_id": claims.get("client_id"), "sub": claims.get("sub"),
-                "scope": claims.get("scope", ""), "token_type": "Bearer", "exp": claims["exp"],
-                "iat": claims.get("iat"), "iss": claims["iss"], "aud": claims.get("aud")}
+        answer = {"active": True, "client_id": claims.get("client_id"), "sub": claims.get("sub"),
+                  "scope": claims.get("scope", ""), "token_type": claims.get("token_type", "Bearer"),
+                  "exp": claims["exp"], "iat": claims.get("iat"), "iss": claims["iss"]}
+        if claims.get("aud") is not None:
+            answer["aud"] = claims["aud"]
+        return answer
 
 
 class Revocation(RevocationEndpoint):
-    """RFC 7009: the client a token was issued to revokes it; its session ends."""
+    """RFC 7009: the client a token was issued to revokes it; its session ends (so revoking an
+    access token ends its refresh token too, and the other way round)."""
 
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    CLIENT_AUTH_METHODS = grants.CLIENT_AUTH_METHODS
 
     def query_token(self, token_string, token_type_hint):
         return _query_token(token_string, token_type_hint)
@@ -221,6 +300,9 @@ class Revocation(RevocationEndpoint):
 def init_app(app):
     server = AuthorizationServer(app, query_client=_query_client, save_token=_save_token)
     server.register_grant(ServiceAccountGrant)
+    server.register_grant(grants.CodeGrant, [grants.S256Challenge(required=True), grants.IdToken()])
+    server.register_grant(grants.RefreshGrant)
+    server.register_extension(_Issuer())
     server.register_token_generator("default", _token)
     server.register_endpoint(Introspection)
     server.register_endpoint(Revocation)
@@ -248,4 +330,5 @@ def init_app(app):
     def oauth_revoke():
         return server.create_endpoint_response(Revocation.ENDPOINT_NAME)
 
+    endpoints.register(blueprint, server)
     app.register_blueprint(blueprint)

@@ -127,7 +127,7 @@ def accept(invitation, now, person_values, token_digest=None, **account_values):
         raise conflict(f"{invitation.email} already has an account; log in instead.", code="not_unique")
     person = Person(organization_id=invitation.organization_id, facets=[], **person_values)
     account = Account(email=invitation.email, organization_id=invitation.organization_id, person=person,
-                      account_type="personal_account", preferences={}, **account_values)
+                      account_type="personal_account", preferences={}, email_verified_at=now, **account_values)
     account.roles = [granted_role(r, invitation.organization_id, info={"invitation": invitation.id})
                      for r in invitation.roles]
     db.session.add(account)

@@ -380,8 +380,12 @@ def callback(api):
             raise Failed(f"the account {account.id} is disabled or expired", idp, account)
     except Failed as failure:
         raise _failed(failure) from None
+    # The provider verified this email: when it is the account's, the account's email is verified.
+    verified = {"email_verified_at": now} if account.email.lower() == email.lower() else {}
     if how not in ("sso_jit", "invitation"):
-        record_activity(db.session, account, now, last_login_at=now)
+        record_activity(db.session, account, now, last_login_at=now, **verified)
+    elif verified:
+        account.email_verified_at = now
     _audit_resolution(how, account, idp, attempt, claims)
     step = second_factor.after_sso(account, now, claims.get("amr"))
     if step is not None and step[0] == "challenge":
@@ -452,10 +456,21 @@ def _invalid_code():
 def exchange(api):
     check_accept()
     args = parse_auth_body(ExchangeSchema)
-    now, code_digest = utcnow(), digest(args["code"])
+    now = utcnow()
+    kind, value = trade(args["code"], now)
+    if kind == "second_step":
+        return {"meta": value, "jsonapi": JSONAPI_OBJECT}
+    return _login_document(api, value, now)
+
+
+def trade(raw, now):
+    """What an sso_code stands for, traded once: ("session", the session it opened) or
+    ("second_step", the mfa_required meta, committed); JsonApiError 401 otherwise. POST
+    /auth/sso/exchange and the sign-in pages (iam/web/) both trade here."""
+    code_digest = digest(raw)
     row = db.session.scalars(select(SsoCode).where(SsoCode.code_digest == code_digest)).one_or_none()
     if row is None:
-        return _exchange_for_second_step(code_digest, now)
+        return "second_step", _exchange_for_second_step(code_digest, now)
     claimed = db.session.execute(
         update(SsoCode).where(SsoCode.id == row.id, SsoCode.used_at.is_(None), SsoCode.expires_at > now)
         .values(used_at=now).execution_options(synchronize_session=False)).rowcount
@@ -473,7 +488,7 @@ def exchange(api):
     if session is None or not session.is_active(now) or not session.account.is_active(now):
         db.session.commit()
         raise _invalid_code()
-    return _login_document(api, session, now)
+    return "session", session
 
 
 def _exchange_for_second_step(code_digest, now):
@@ -494,7 +509,7 @@ def _exchange_for_second_step(code_digest, now):
         raise _invalid_code()
     factors = second_factor.active_second_factors(challenge.account_id)
     db.session.commit()
-    return {"meta": second_factor.challenge_meta(raw, expires_at, factors), "jsonapi": JSONAPI_OBJECT}
+    return second_factor.challenge_meta(raw, expires_at, factors)
 
 
 def register(api):

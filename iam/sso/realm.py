@@ -35,9 +35,15 @@ def _split(url):
     return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port, parts
 
 
+# Paths of this server that a sign-in may return to (the sign-in pages add theirs, iam/web/).
+OWN_RETURN_PATHS = []
+
+
 def return_to_allowed(url, allowed=None):
     """Whether a browser may be sent to `url` after signing in (see the module's docstring)."""
-    allowed = current_app.config["IAM_SSO_RETURN_URLS"] if allowed is None else allowed
+    if allowed is None:
+        issuer = current_app.config["IAM_ISSUER"]
+        allowed = [*current_app.config["IAM_SSO_RETURN_URLS"], *(issuer + path for path in OWN_RETURN_PATHS)]
     try:
         scheme, host, port, parts = _split(url)
     except ValueError:  # a port that is not a number, an unclosed IPv6 bracket
