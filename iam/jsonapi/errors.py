@@ -335,14 +335,24 @@ def _handle_unexpected(error):
     return error_response([err], 500)
 
 
+_HANDLERS = ((JsonApiError, _handle_jsonapi_error), (JsonApiErrors, _handle_jsonapi_errors),
+             (HTTPException, _handle_http_exception), (IntegrityError, _handle_integrity_error),
+             (StaleDataError, _handle_stale_data), (ObjectDeletedError, _handle_deleted),
+             (DBAPIError, _handle_database_error), (PoolTimeoutError, _handle_database_error),
+             (Exception, _handle_unexpected))
+
+
 def register_error_handlers(app):
     """Every error, from any blueprint or from routing itself, becomes a JSON:API document."""
-    app.register_error_handler(JsonApiError, _handle_jsonapi_error)
-    app.register_error_handler(JsonApiErrors, _handle_jsonapi_errors)
-    app.register_error_handler(HTTPException, _handle_http_exception)
-    app.register_error_handler(IntegrityError, _handle_integrity_error)
-    app.register_error_handler(StaleDataError, _handle_stale_data)
-    app.register_error_handler(ObjectDeletedError, _handle_deleted)
-    app.register_error_handler(DBAPIError, _handle_database_error)
-    app.register_error_handler(PoolTimeoutError, _handle_database_error)
-    app.register_error_handler(Exception, _handle_unexpected)
+    for error_class, handler in _HANDLERS:
+        app.register_error_handler(error_class, handler)
+
+
+def answer_for(error):
+    """The JSON:API answer these handlers give `error` (logged as they log it): for a part of
+    the app that answers in another format (OAuth errors, pages) with the same status and
+    headers (a 503's Retry-After)."""
+    for error_class, handler in _HANDLERS:
+        if isinstance(error, error_class):
+            return handler(error)
+    return _handle_unexpected(error)

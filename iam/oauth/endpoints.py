@@ -151,6 +151,8 @@ def authorize(server):
         max_age = _max_age(payload)
     except ValueError as invalid:
         return _error_response(server, InvalidRequestError(str(invalid), redirect_uri=payload.redirect_uri), state)
+    if request.method == "POST" and not ConsentForm().validate_on_submit():
+        return expired_form()  # a POST here is the consent page's form, and carries its CSRF token
     signed_in = browser.current(now)
     if _needs_sign_in(signed_in, prompt, max_age, now):
         if "none" in prompt:
@@ -168,10 +170,6 @@ def authorize(server):
         if "none" in prompt:
             return _error_response(server, ConsentRequiredError(redirect_uri=payload.redirect_uri), state)
         if request.method == "POST":
-            form = ConsentForm()
-            if not form.validate_on_submit():
-                if csrf_failed(form):
-                    return expired_form()
             decision = request.form.get("decision")
             if decision != "allow":
                 audit.record("consent_denied", actor_id=account.id, resource_type="oauth_clients",
@@ -338,8 +336,13 @@ def discovery():
     return response
 
 
+JSON_ENDPOINTS = ("oauth.oauth_jwks", "oauth.oauth_token", "oauth.oauth_introspect", "oauth.oauth_revoke",
+                  "oauth.oauth_userinfo", "oauth.openid_configuration")
+
+
 def register(blueprint, server):
     server.register_endpoint(EndSession)
+    pages.answer_errors_in_kind(blueprint, JSON_ENDPOINTS)
     if redirect_origin not in pages.FORM_TARGETS:
         pages.FORM_TARGETS.append(redirect_origin)
 

@@ -9,7 +9,10 @@ FORM_TARGETS holds the functions that find that origin (iam/oauth/ adds one): ea
 """
 from urllib.parse import urlsplit
 
-from flask import make_response, render_template
+from flask import jsonify, make_response, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from ..jsonapi.errors import answer_for
 
 FORM_TARGETS = []
 
@@ -43,3 +46,46 @@ def render(template, status=200, form_targets=(), **context):
 
 def error_page(title, message, status=400, **context):
     return render("error.html", status, title=title, message=message, **context)
+
+
+OAUTH_ERRORS = {503: "temporarily_unavailable", 500: "server_error"}
+
+
+def answer_errors_in_kind(blueprint, json_endpoints=()):
+    """Errors of `blueprint`'s views (a database outage, an unexpected failure, a 405 or 413)
+    answer with the status and headers the API would give them, in the blueprint's own format:
+    OAuth's error JSON for `json_endpoints` (RFC 6749 section 5.2), a page for the others."""
+
+    def handle(error):
+        if isinstance(error, HTTPException) and (error.code or 500) < 400:
+            return error
+        answer = answer_for(error)
+        status = answer.status_code
+        if request.endpoint in json_endpoints:
+            response = jsonify({"error": OAUTH_ERRORS.get(status, "server_error" if status >= 500 else "invalid_request"),
+                                "error_description": _detail(error, status)})
+            response.status_code = status
+        elif status == 503:
+            response = error_page("Try again in a moment", "The server cannot reach its database right now. "
+                                  "Wait a moment, then reload this page.", 503)
+        elif status >= 500:
+            response = error_page("Something went wrong", "The server failed to handle this request; it has "
+                                  "been logged. Try again.", status)
+        else:
+            response = error_page("This page cannot be shown", _detail(error, status), status)
+        for name in ("Retry-After", "Allow"):
+            if name in answer.headers:
+                response.headers[name] = answer.headers[name]
+        return response
+
+    blueprint.register_error_handler(Exception, handle)
+
+
+def _detail(error, status):
+    if status == 503:
+        return "The service is unavailable for a moment; try again."
+    if status >= 500:
+        return "The server failed to handle this request; it has been logged."
+    if isinstance(error, HTTPException):
+        return error.description or error.name
+    return "The request cannot be handled."

@@ -34,7 +34,7 @@ from ..resources.identity_providers import domain_of, provider_for_domain
 from ..sso.flow import trade
 from ..sso.realm import start_url
 from . import browser
-from .pages import error_page, render, targets_for
+from .pages import answer_errors_in_kind, error_page, render, targets_for
 
 NEXT_PREFIX = "/oauth2/authorize?"
 SSO_RETURN_PATH = "/signin/sso"
@@ -230,3 +230,4 @@ def register(blueprint):
     blueprint.add_url_rule(SSO_RETURN_PATH, "signin_sso", signin_sso, methods=["GET"])
     blueprint.add_url_rule("/signout", "signout", signout, methods=["POST"])
     blueprint.register_error_handler(429, too_many)
+    answer_errors_in_kind(blueprint)
