@@ -59,6 +59,9 @@ def answer_errors_in_kind(blueprint, json_endpoints=()):
     def handle(error):
         if isinstance(error, HTTPException) and (error.code or 500) < 400:
             return error
+        if unquotable(error):
+            return bad_characters() if request.endpoint in json_endpoints else \
+                error_page("This link is not valid", BAD_CHARACTERS, 400)
         answer = answer_for(error)
         status = answer.status_code
         if request.endpoint in json_endpoints:
@@ -79,6 +82,21 @@ def answer_errors_in_kind(blueprint, json_endpoints=()):
         return response
 
     blueprint.register_error_handler(Exception, handle)
+
+
+BAD_CHARACTERS = "A parameter of the request holds characters that are not allowed in it."
+
+
+def unquotable(error):
+    """Authlib's refusal to quote a client's value holding characters an OAuth error may not
+    carry (RFC 6749 section 5.2: error_description is printable ASCII): the client's mistake."""
+    return isinstance(error, ValueError) and str(error).startswith("Error description contains forbidden characters")
+
+
+def bad_characters():
+    response = jsonify({"error": "invalid_request", "error_description": BAD_CHARACTERS})
+    response.status_code = 400
+    return response
 
 
 def _detail(error, status):

@@ -205,3 +205,23 @@ def test_session_rows_tell_the_story(app, issuer, page, relying_party, register_
         browser_row, application = rows
         assert browser_row.browser_digest and browser_row.oauth_client_id is None
         assert application.parent_id == browser_row.id and application.oauth_scope == SCOPE
+
+
+def test_logout_without_a_hint_asks_first(issuer, page, relying_party, register_client, person):
+    """Without id_token_hint the logout page asks (a form with its CSRF token) and never
+    redirects, even to a registered URI; signing out ends the browser session."""
+    page.goto(f"{issuer}/signin")
+    sign_in(page, "ada@acme.example")
+    page.wait_for_selector("text=You are signed in")
+    page.shot("signed-in")
+    client_id, _ = register_client()
+    page.goto(f"{issuer}/oauth2/logout?client_id={client_id}&post_logout_redirect_uri={relying_party.post_logout_uri}")
+    page.wait_for_selector("text=Sign out?")
+    page.shot("logout-confirm")
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_selector("text=You are signed out")
+    page.shot("signed-out")
+    assert page.url.startswith(issuer) and relying_party.arrivals("/signed-out") == []
+    page.goto(f"{issuer}/signin")
+    page.wait_for_selector("input[name=email]")
+    assert "iam_browser" not in {c["name"] for c in page.context.cookies()}
