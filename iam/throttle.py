@@ -68,11 +68,12 @@ ROUTE_LIMITS.update({endpoint: ("IAM_LOGIN_RATE_LIMIT", _failed) for endpoint in
 # The sign-in pages (iam/web/) count with the API's endpoints they stand for (SHARED): a wrong
 # password on the page and at POST /auth/login are one count per address, and so on.
 ROUTE_LIMITS.update({endpoint: ("IAM_LOGIN_RATE_LIMIT", _failed) for endpoint in (
-    "web.signin_password", "web.signin_mfa", "web.signin_sso")})
+    "web.signin_password", "web.signin_mfa", "web.signin_mfa_passkey", "web.signin_sso")})
 # endpoint -> the scope it shares its count with (the other endpoints count on their own)
 SHARED = {"iam.auth_login": "login", "web.signin_password": "login", "iam.auth_sso_start": "sso", "iam.auth_sso_callback": "sso", "iam.auth_sso_exchange": "sso",
           "iam.auth_mfa": "mfa", "iam.auth_mfa_challenge": "mfa", "iam.auth_step_up": "mfa",
-          "iam.mfa_factors_verify": "mfa", "web.signin_mfa": "mfa", "web.signin_sso": "sso"}
+          "iam.mfa_factors_verify": "mfa", "web.signin_mfa": "mfa", "web.signin_mfa_passkey": "mfa",
+          "web.signin_sso": "sso"}
 
 
 class _OutageProofStrategy:

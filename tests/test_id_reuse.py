@@ -24,7 +24,7 @@ ID_TABLES_0008 = {"organizations", "organizational_units", "people", "accounts",
                   "account_sessions", "refresh_tokens", "audit_events", "settings", "invitations", "groups"}
 ID_TABLES = ID_TABLES_0008 | {"identity_providers", "account_identities", "sso_attempts", "sso_codes",
                                   "mfa_factors", "mfa_recovery_codes", "mfa_challenges", "oauth_clients",
-                                  "signing_keys"}
+                                  "signing_keys", "oauth_codes", "oauth_consents"}
 
 
 # ------------------------------------------------------------------ the models

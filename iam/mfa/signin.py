@@ -221,8 +221,8 @@ def _locked(account, now):
     return invalid_code()
 
 
-def _pending(raw, now):
-    """The live MfaChallenge of this mfa_token, else None."""
+def pending(raw, now):
+    """The live MfaChallenge of this mfa_token, else None (the sign-in pages ask too)."""
     challenge = db.session.scalars(select(MfaChallenge).where(MfaChallenge.token_digest == digest(raw))).one_or_none()
     if challenge is None or challenge.used_at is not None or challenge.expires_at <= now \
             or challenge.failures >= MAX_FAILURES:
@@ -243,7 +243,7 @@ def complete(mfa_token, args, now):
     """The session a correct second factor (`args`: code, or factor_id and credential) opens
     for this mfa_token, not yet committed; a JsonApiError (committed where it counts a failure)
     otherwise. POST /auth/mfa and the sign-in pages (iam/web/) both finish here."""
-    challenge = _pending(mfa_token, now)
+    challenge = pending(mfa_token, now)
     account = db.session.get(Account, challenge.account_id) if challenge is not None else None
     if account is None or not account.is_active(now):
         raise invalid_mfa_token()
@@ -276,24 +276,33 @@ def challenge(api):
     args = parse_auth_body(ChallengeSchema)
     now = utcnow()
     if args.get("mfa_token"):
-        pending = _pending(args["mfa_token"], now)
-        if pending is None:
+        waiting = pending(args["mfa_token"], now)
+        if waiting is None:
             raise invalid_mfa_token()
-        account_id = pending.account_id
+        account_id = waiting.account_id
     else:
         principal = authenticate()
         account_id = principal.account_id
-        pending = MfaChallenge(account_id=account_id, session_id=principal.session_id, first_amr=[], failures=0,
+        waiting = MfaChallenge(account_id=account_id, session_id=principal.session_id, first_amr=[], failures=0,
                                created_at=now, expires_at=now + timedelta(seconds=MFA_TOKEN_TTL))
-        db.session.add(pending)
-    factor = _passkey(account_id, args["factor_id"])
-    if factor is None:
+        db.session.add(waiting)
+    options = passkey_options(waiting, account_id, args["factor_id"])
+    if options is None:
         raise JsonApiErrors([invalid_field(_pointer("factor_id"), "No active passkey of this account has this id.",
                                            code="not_found")])
-    options, value = passkeys.authentication_options(factor)
-    pending.webauthn_challenge, pending.factor_id = value, factor.id
     db.session.commit()
     return {"meta": {"options": options}, "jsonapi": JSONAPI_OBJECT}
+
+
+def passkey_options(challenge, account_id, factor_id):
+    """A passkey's request options for `challenge` (its WebAuthn challenge kept there, not
+    committed), or None when the account has no active passkey with this id."""
+    factor = _passkey(account_id, factor_id)
+    if factor is None:
+        return None
+    options, value = passkeys.authentication_options(factor)
+    challenge.webauthn_challenge, challenge.factor_id = value, factor.id
+    return options
 
 
 def step_up(api):
@@ -308,18 +317,18 @@ def step_up(api):
                            "This account has no active second factor to prove; enrol one (POST /mfa_factors).")
     if not throttle.claim_login_attempt(account.id, now):
         raise _locked(account, now)
-    pending = None
+    waiting = None
     if args.get("credential") is not None:
-        pending = db.session.scalars(select(MfaChallenge).where(
+        waiting = db.session.scalars(select(MfaChallenge).where(
             MfaChallenge.session_id == principal.session_id, MfaChallenge.used_at.is_(None),
             MfaChallenge.expires_at > now, MfaChallenge.failures < MAX_FAILURES)
             .order_by(MfaChallenge.id.desc()).limit(1)).first()
     try:
-        amr, factor = prove(account.id, args, pending, now)
+        amr, factor = prove(account.id, args, waiting, now)
     except Wrong as wrong:
-        raise _refused(account, wrong, now, pending) from None
-    if pending is not None:
-        db.session.execute(update(MfaChallenge).where(MfaChallenge.id == pending.id).values(used_at=now)
+        raise _refused(account, wrong, now, waiting) from None
+    if waiting is not None:
+        db.session.execute(update(MfaChallenge).where(MfaChallenge.id == waiting.id).values(used_at=now)
                            .execution_options(synchronize_session=False))
     record_activity(db.session, account, now, failed_login_count=0, locked_until=None)
     session = db.session.get(AccountSession, principal.session_id)

@@ -4,7 +4,7 @@ from sqlalchemy import Boolean, ForeignKey, String, Text
 from sqlalchemy.orm import mapped_column, relationship
 
 from ..extensions import db
-from .base import NeverReusedId, Timestamped
+from .base import NeverReusedId, Timestamped, table_args
 from .types import JSONType, UTCDateTime
 
 CLIENT_TYPES = ("confidential", "public")
@@ -87,7 +87,8 @@ class OAuthConsent(Timestamped, db.Model):
     """The scopes a person allowed a client that asks for consent (one row per account and client)."""
 
     __tablename__ = "oauth_consents"
-    __table_args__ = (db.UniqueConstraint("account_id", "client_id", name="uq_oauth_consents_account_id_client_id"),)
+    __table_args__ = table_args(db.UniqueConstraint("account_id", "client_id",
+                                                    name="uq_oauth_consents_account_id_client_id"))
 
     account_id = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False)
     client_id = mapped_column(ForeignKey("oauth_clients.id", ondelete="CASCADE"), nullable=False, index=True)

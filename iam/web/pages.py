@@ -1,6 +1,7 @@
 """Rendering a page, with the headers every page gets.
 
-The CSP allows this server's stylesheet and scripts (no inline script or style), no framing,
+The CSP allows this server's stylesheet and scripts (no inline script or style), requests to
+this server only (a passkey's options), no framing,
 no plugins; `form-action` allows this server and, on a page of a sign-in for an application,
 the origin of that application's registered redirect URI (browsers apply form-action to the
 redirects that follow a form's submission, and the last one goes to the application).
@@ -19,7 +20,7 @@ FORM_TARGETS = []
 
 def policy(form_targets=()):
     sources = " ".join(["'self'", *sorted(set(form_targets))])
-    return ("default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; "
+    return ("default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; connect-src 'self'; "
             f"form-action {sources}; frame-ancestors 'none'; base-uri 'none'")
 
 

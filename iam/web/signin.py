@@ -8,7 +8,8 @@
    lockout, one audit trail). A wrong one answers the same page and 401 whatever was wrong.
 3. An account with a second factor then gets `/signin/mfa` (a code from the authenticator app
    or a recovery code), as POST /auth/mfa; the mfa_token waits in the signed page session,
-   never in the page.
+   never in the page. With JavaScript, a passkey signs in too (static/passkey.js fetches its
+   options from `POST /signin/mfa/passkey` and posts the assertion); without, the buttons stay hidden.
 4. `GET /signin/sso?sso_code=..` (the identity provider's way back) trades the code as POST
    /auth/sso/exchange does.
 
@@ -16,19 +17,20 @@ Signed in, the browser gets its session (browser.py) and goes to `next`, which i
 path of this server's authorization endpoint (`/oauth2/authorize?...`): anything else is
 dropped, so the sign-in is no open redirector. `POST /signout` signs the browser out.
 """
+import json
 from urllib.parse import quote, urlsplit
 
-from flask import current_app, redirect, request, session as page_session, url_for
+from flask import current_app, jsonify, redirect, request, session as page_session, url_for
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, Regexp
 
 from .. import audit
 from ..auth import second_factor, sessions
 from ..auth.views import check_password, password_signed_in
 from ..extensions import db
 from ..jsonapi import JsonApiError, JsonApiErrors
-from ..mfa.signin import complete, mfa_policy_applies, new_challenge
+from ..mfa.signin import complete, mfa_policy_applies, new_challenge, passkey_options, pending
 from ..models import utcnow
 from ..resources.identity_providers import domain_of, provider_for_domain
 from ..sso.flow import trade
@@ -75,7 +77,15 @@ class CodeForm(FlaskForm):
     next = HiddenField()
 
 
-class SignOutForm(FlaskForm):
+class PasskeyForm(FlaskForm):
+    """A passkey's assertion (JSON), made by static/passkey.js with navigator.credentials.get."""
+    factor_id = HiddenField(validators=[DataRequired(), Regexp(r"^[0-9]{1,10}$")])
+    credential = HiddenField(validators=[DataRequired(), Length(max=16384)])
+    next = HiddenField()
+
+
+class CsrfOnlyForm(FlaskForm):
+    """A form of nothing but its CSRF token (sign-out, a passkey's options)."""
     next = HiddenField()
 
 
@@ -101,7 +111,7 @@ def signin():
         signed_in = browser.current()
         if signed_in is not None and form.next.data:
             return _done(form.next.data)
-        return render_form("signin_email.html", form, signed_in=signed_in, signout=SignOutForm(next=None))
+        return render_form("signin_email.html", form, signed_in=signed_in, signout=CsrfOnlyForm(next=None))
     if not form.validate_on_submit():
         if csrf_failed(form):
             return expired_form()
@@ -159,6 +169,19 @@ def enrolment_required():
                       "then sign in here again.", 403)
 
 
+def _passkeys(raw, now):
+    """The active passkeys of the sign-in waiting for this mfa_token."""
+    challenge = pending(raw, now)
+    if challenge is None:
+        return []
+    return [f for f in second_factor.active_second_factors(challenge.account_id) if f.kind == "webauthn"]
+
+
+def _mfa_page(form, raw, status=200, error=None):
+    return render_form("signin_mfa.html", form, status, error=error, passkeys=_passkeys(raw, utcnow()),
+                       passkey_form=PasskeyForm(next=form.next.data, formdata=None))
+
+
 def signin_mfa():
     form = CodeForm()
     raw = page_session.get("mfa_token")
@@ -166,20 +189,49 @@ def signin_mfa():
         return redirect(url_for("web.signin", next=_next()), 303)
     if request.method == "GET":
         form.next.data = _next()
-        return render_form("signin_mfa.html", form)
-    if not form.validate_on_submit():
+        return _mfa_page(form, raw)
+    if "credential" in request.form:
+        form = PasskeyForm()
+        valid, args = form.validate_on_submit(), None
+        if valid:
+            try:
+                args = {"factor_id": form.factor_id.data, "credential": json.loads(form.credential.data)}
+            except ValueError:
+                valid = False
+        code_form = CodeForm(next=form.next.data, formdata=None)
+    else:
+        valid, code_form = form.validate_on_submit(), form
+        args = {"code": form.code.data.strip()} if valid else None
+    if not valid:
         if csrf_failed(form):
             return expired_form()
-        return render_form("signin_mfa.html", form, 422)
+        return _mfa_page(code_form, raw, 422)
     now, next_url = utcnow(), safe_next(form.next.data)
     try:
-        session = complete(raw, {"code": form.code.data.strip()}, now)
+        session = complete(raw, args, now)
     except (JsonApiError, JsonApiErrors) as error:
         if getattr(error, "code", None) == "invalid_token":  # the mfa_token is used up or expired: start again
             page_session.pop("mfa_token", None)
             return redirect(url_for("web.signin", next=next_url), 303)
-        return render_form("signin_mfa.html", form, 401, error="That code is not accepted.")
+        message = "That passkey is not accepted." if "credential" in args else "That code is not accepted."
+        return _mfa_page(code_form, raw, 401, error=message)
     return _signed_in(session, next_url, now)
+
+
+def signin_mfa_passkey():
+    """The request options for one of the sign-in's passkeys (fetched by static/passkey.js)."""
+    raw = page_session.get("mfa_token")
+    if not CsrfOnlyForm().validate_on_submit() or not raw:
+        return jsonify({"error": "The form has expired; reload the page."}), 400
+    factor_id = request.form.get("factor_id", "")
+    challenge = pending(raw, utcnow())
+    if challenge is None or not factor_id.isdigit() or len(factor_id) > 10:
+        return jsonify({"error": "This sign-in has expired; start again."}), 400
+    options = passkey_options(challenge, challenge.account_id, factor_id)
+    if options is None:
+        return jsonify({"error": "No such passkey."}), 400
+    db.session.commit()
+    return jsonify({"options": options})
 
 
 def signin_sso():
@@ -202,7 +254,7 @@ def signin_sso():
 
 
 def signout():
-    form = SignOutForm()
+    form = CsrfOnlyForm()
     if not form.validate_on_submit():
         return expired_form()
     now = utcnow()
@@ -227,6 +279,7 @@ def register(blueprint):
     blueprint.add_url_rule("/signin", "signin", signin, methods=["GET", "POST"])
     blueprint.add_url_rule("/signin/password", "signin_password", signin_password, methods=["POST"])
     blueprint.add_url_rule("/signin/mfa", "signin_mfa", signin_mfa, methods=["GET", "POST"])
+    blueprint.add_url_rule("/signin/mfa/passkey", "signin_mfa_passkey", signin_mfa_passkey, methods=["POST"])
     blueprint.add_url_rule(SSO_RETURN_PATH, "signin_sso", signin_sso, methods=["GET"])
     blueprint.add_url_rule("/signout", "signout", signout, methods=["POST"])
     blueprint.register_error_handler(429, too_many)

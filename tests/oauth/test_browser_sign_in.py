@@ -225,3 +225,73 @@ def test_logout_without_a_hint_asks_first(issuer, page, relying_party, register_
     page.goto(f"{issuer}/signin")
     page.wait_for_selector("input[name=email]")
     assert "iam_browser" not in {c["name"] for c in page.context.cookies()}
+
+
+@pytest.fixture
+def localhost_issuer(app):
+    """The app at http://localhost:<port>: a passkey's relying party id must be a domain name."""
+    import threading
+
+    from werkzeug.serving import make_server
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    url = f"http://localhost:{server.server_port}"
+    before = app.config["IAM_ISSUER"]
+    app.config["IAM_ISSUER"] = url
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield url
+    server.shutdown()
+    thread.join(timeout=5)
+    app.config["IAM_ISSUER"] = before
+
+
+CREATE_PASSKEY = """async (options) => {
+  const buf = (t) => Uint8Array.from(atob(t.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - t.length % 4) % 4)),
+                                     (c) => c.charCodeAt(0)).buffer;
+  const txt = (b) => btoa(String.fromCharCode(...new Uint8Array(b))).replace(/\\+/g, '-').replace(/\\//g, '_').replace(/=+$/, '');
+  options.challenge = buf(options.challenge);
+  options.user.id = buf(options.user.id);
+  (options.excludeCredentials || []).forEach((c) => { c.id = buf(c.id); });
+  const made = await navigator.credentials.create({publicKey: options});
+  return {id: made.id, rawId: txt(made.rawId), type: made.type,
+          response: {clientDataJSON: txt(made.response.clientDataJSON),
+                     attestationObject: txt(made.response.attestationObject),
+                     transports: made.response.getTransports()}};
+}"""
+
+
+def test_a_passkey_signs_in_on_the_second_factor_page(app, localhost_issuer, page, relying_party, register_client,
+                                                     person):
+    """Chromium's virtual authenticator (CDP WebAuthn domain) registers a passkey through the
+    API and then signs in with it on the page (static/passkey.js): amr is pwd + hwk."""
+    issuer = localhost_issuer
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+        "protocol": "ctap2", "transport": "internal", "hasResidentKey": True, "hasUserVerification": True,
+        "isUserVerified": True, "automaticPresenceSimulation": True}})
+    token = requests.post(f"{issuer}/api/v3/iam/auth/login", json={"email": "ada@acme.example", "password": PASSWORD},
+                          timeout=10).json()["meta"]["token"]
+    api = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.api+json",
+           "Content-Type": "application/vnd.api+json"}
+    created = requests.post(f"{issuer}/api/v3/iam/mfa_factors", headers=api, timeout=10, json={
+        "data": {"type": "mfa_factors", "attributes": {"kind": "webauthn", "name": "Laptop"}}}).json()
+    page.goto(f"{issuer}/signin")
+    attestation = page.evaluate(CREATE_PASSKEY, created["meta"]["options"])
+    verified = requests.post(f"{issuer}/api/v3/iam/mfa_factors/{created['data']['id']}/verify", headers=api,
+                             json={"credential": attestation}, timeout=10)
+    assert verified.status_code == 200, verified.text
+    client_id, secret = register_client(redirect_uris=[relying_party.redirect_uri])
+    config = discover(issuer)
+    rp = relying_party_session(client_id, secret, relying_party)
+    verifier = __import__("secrets").token_urlsafe(48)
+    url, _ = rp.create_authorization_url(config["authorization_endpoint"], code_verifier=verifier, nonce="pk")
+    page.goto(url)
+    sign_in(page, "ada@acme.example")
+    page.wait_for_selector("button[data-passkey]:visible")
+    page.shot("mfa-passkey")
+    page.get_by_role("button", name="Use passkey “Laptop”").click()
+    page.wait_for_url(f"{relying_party.redirect_uri}*")
+    token = rp.fetch_token(config["token_endpoint"], authorization_response=page.url, code_verifier=verifier)
+    claims = validate_id_token(issuer, token["id_token"], client_id, "pk", token["access_token"]).claims
+    assert claims["amr"] == ["pwd", "hwk"]
