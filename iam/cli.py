@@ -119,6 +119,9 @@ def dev_admin_command(email):
       -d '{{"email": "{email}", "password": "'"$(cat instance/dev-admin-password)"'"}}' \\
       | python3 -c 'import json,sys; print(json.load(sys.stdin)["meta"]["token"])')
   curl -s http://127.0.0.1:5000/api/v3/iam/accounts/me -H "Authorization: Bearer $TOKEN"
+
+  Sign-in page: http://127.0.0.1:5000/signin
+  OpenID Provider: http://127.0.0.1:5000/.well-known/openid-configuration
 """)
 
 

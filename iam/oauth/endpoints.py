@@ -3,9 +3,11 @@ endpoint (contract section 10):
 
 - `GET /oauth2/authorize`: Authlib validates the request first. A request that names no
   registered client or redirect URI gets an error page and never a redirect; any other error
-  goes back to the redirect URI as OAuth error parameters (with `state` and `iss`). Without a
+  goes back to the redirect URI as OAuth error parameters (with `state`, and `iss` as on every
+  authorization response, RFC 9207). Without a
   browser session (or with `prompt=login`, or past `max_age`) the browser goes to the sign-in
-  pages and comes back; `prompt=none` answers `login_required` / `consent_required` instead.
+  pages and comes back (to the request without its `prompt` and `max_age`, which the fresh
+  sign-in answered); `prompt=none` answers `login_required` / `consent_required` instead.
   A client of an organization signs in that organization's accounts only (`access_denied`).
   A client with `require_consent` shows the consent page until the person allowed the scopes
   asked for (`POST /oauth2/authorize`, CSRF-protected); then the code goes to the client.
@@ -24,6 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from authlib.oauth2.rfc6749.errors import AccessDeniedError, InvalidRequestError, OAuth2Error
 from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
+from authlib.common.urls import add_params_to_uri
 from authlib.oidc.rpinitiated import EndSessionEndpoint
 from flask import current_app, jsonify, redirect, request, url_for
 from flask_wtf import FlaskForm
@@ -83,16 +86,26 @@ def _error_page(error):
 
 
 def _error_response(server, error, state):
-    """Back to the client when the redirect URI was validated, else the error page."""
+    """Back to the client when the redirect URI was validated (with `iss`, RFC 9207), else the
+    error page."""
     if not getattr(error, "redirect_uri", None):
         return _error_page(error)
     error.state = state
-    return server.handle_error_response(None, error)
+    response = server.handle_error_response(None, error)
+    location = response.headers.get("Location")
+    if location and "iss=" not in urlsplit(location).query:
+        response.headers["Location"] = add_params_to_uri(location, [("iss", current_app.config["IAM_ISSUER"])])
+    return response
 
 
-def _without_prompt(url):
+# What a fresh sign-in has answered: the authorization request it returns to goes without them
+# (else `max_age=0` would send the browser to the sign-in page for ever).
+FRESH_SIGN_IN_ANSWERS = ("prompt", "max_age")
+
+
+def _after_sign_in(url):
     parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "prompt"]
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in FRESH_SIGN_IN_ANSWERS]
     return f"{parts.path}?{urlencode(query)}"
 
 
@@ -134,16 +147,13 @@ def _record_consent(row, account, scopes, now):
 def authorize(server):
     now = utcnow()
     state = request.args.get("state")
+    signed_in = browser.current(now)
     try:
-        grant = server.get_consent_grant(end_user=None)
+        # prompt=none without a signed-in browser: login_required, after every other check.
+        grant = server.get_consent_grant(end_user=signed_in.account if signed_in is not None else None)
     except OAuth2Error as error:
-        if error.error == "login_required":  # prompt=none without a user: decided below
-            grant = None
-        else:
-            db.session.rollback()
-            return _error_response(server, error, state)
-    if grant is None:
-        return _authorize_prompt_none(server, state)
+        db.session.rollback()
+        return _error_response(server, error, state)
     payload = grant.request.payload
     prompt = set((payload.data.get("prompt") or "").split())
     row = grant.request.client.row
@@ -153,11 +163,10 @@ def authorize(server):
         return _error_response(server, InvalidRequestError(str(invalid), redirect_uri=payload.redirect_uri), state)
     if request.method == "POST" and not ConsentForm().validate_on_submit():
         return expired_form()  # a POST here is the consent page's form, and carries its CSRF token
-    signed_in = browser.current(now)
     if _needs_sign_in(signed_in, prompt, max_age, now):
         if "none" in prompt:
             return _error_response(server, LoginRequiredError(redirect_uri=payload.redirect_uri), state)
-        next_url = _without_prompt(request.full_path) if "login" in prompt else request.full_path
+        next_url = _after_sign_in(request.full_path)
         db.session.commit()
         return redirect(url_for("web.signin", next=next_url), 303)
     account = signed_in.account
@@ -183,16 +192,6 @@ def authorize(server):
                                 form=ConsentForm(), client_name=row.name, email=account.email,
                                 scopes=[SCOPE_DESCRIPTIONS.get(s, s) for s in scopes], action=request.full_path)
     return server.create_authorization_response(grant=grant, grant_user=grants.GrantUser(account, signed_in))
-
-
-def _authorize_prompt_none(server, state):
-    """prompt=none reached Authlib's check before ours: validate again with a placeholder user
-    so that the request's own errors come first, then answer login_required."""
-    try:
-        grant = server.get_consent_grant(end_user=object())
-    except OAuth2Error as error:
-        return _error_response(server, error, state)
-    return _error_response(server, LoginRequiredError(redirect_uri=grant.request.payload.redirect_uri), state)
 
 
 def _bearer_error(status, error, description):

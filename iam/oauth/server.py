@@ -123,6 +123,7 @@ def _token(grant_type, client, user=None, scope=None, expires_in=None, include_r
     if grant_type == "client_credentials":
         account = row.service_account
         session = sessions.open_session(account, now, lifetime=lifetime, amr=["client_credentials"])
+        session.oauth_client_id = row.id  # deleting the client ends its tokens
         audience = current_app.config["IAM_ISSUER"]
     else:
         account = user.account
