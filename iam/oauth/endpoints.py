@@ -168,7 +168,8 @@ def authorize(server):
             return _error_response(server, LoginRequiredError(redirect_uri=payload.redirect_uri), state)
         next_url = _after_sign_in(request.full_path)
         db.session.commit()
-        return redirect(url_for("web.signin", next=next_url), 303)
+        fresh = {"reauth": "1"} if signed_in is not None else {}  # signed in, but not recently enough
+        return redirect(url_for("web.signin", next=next_url, **fresh), 303)
     account = signed_in.account
     if row.organization_id is not None and account.organization_id != row.organization_id:
         db.session.commit()

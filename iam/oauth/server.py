@@ -314,8 +314,10 @@ def init_app(app):
 
     @blueprint.get("/oauth2/jwks")
     def oauth_jwks():
-        response = jsonify(keys.jwks(utcnow()))
-        db.session.commit()  # keys made at first use
+        now = utcnow()
+        keys.current("RS256", now)  # made at first use: a relying party may ask before any token exists
+        response = jsonify(keys.jwks(now))
+        db.session.commit()
         response.headers["Cache-Control"] = "public, max-age=300"
         return response
 

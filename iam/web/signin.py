@@ -109,6 +109,10 @@ def signin():
     if request.method == "GET":
         form.next.data = _next()
         signed_in = browser.current()
+        if signed_in is not None and request.args.get("reauth") == "1" and form.next.data:
+            # The application asks for a fresh sign-in (prompt=login, max_age): the form, again.
+            form.email.data = signed_in.account.email
+            return render_form("signin_email.html", form, reauth=True)
         if signed_in is not None and form.next.data:
             return _done(form.next.data)
         return render_form("signin_email.html", form, signed_in=signed_in, signout=CsrfOnlyForm(next=None))
@@ -150,13 +154,20 @@ def signin_password():
         db.session.commit()
         return enrolment_required()
     session = sessions.open_session(account, now, lifetime=current_app.config["IAM_REFRESH_TOKEN_TTL"])
-    return _signed_in(session, next_url, now)
+    return _signed_in(session, next_url, now, audited=False)
 
 
-def _signed_in(session, next_url, now):
-    audit.record("login", actor_id=session.account_id, resource_type="account_sessions", resource_id=session.id,
-                 organization_id=session.account.organization_id, changes={"pages": True})
+def _signed_in(session, next_url, now, audited=True):
+    """The browser signed in with `session`; `audited`: its sign-in was recorded already (the
+    second factor's `login`, the identity provider's `sso_login`), else `login` is here."""
+    if not audited:
+        audit.record("login", actor_id=session.account_id, resource_type="account_sessions",
+                     resource_id=session.id, organization_id=session.account.organization_id,
+                     changes={"pages": True})
     page_session.pop("mfa_token", None)
+    previous = browser.current(now)
+    if previous is not None and previous.id != session.id:
+        sessions.end(previous, now)  # this browser's earlier sign-in, replaced
     response = browser.adopt(session, _done(next_url))
     db.session.commit()
     return response

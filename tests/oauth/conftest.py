@@ -29,7 +29,7 @@ def issuer(app):
     url = f"http://127.0.0.1:{server.server_port}"
     before = app.config["IAM_ISSUER"]
     app.config["IAM_ISSUER"] = url
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield url
     server.shutdown()
@@ -60,7 +60,7 @@ class RelyingParty:
         self.base = f"http://127.0.0.1:{self.server.server_port}"
         self.redirect_uri = f"{self.base}/callback"
         self.post_logout_uri = f"{self.base}/signed-out"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     @property
     def hits(self):

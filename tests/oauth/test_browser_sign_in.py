@@ -237,7 +237,7 @@ def localhost_issuer(app):
     url = f"http://localhost:{server.server_port}"
     before = app.config["IAM_ISSUER"]
     app.config["IAM_ISSUER"] = url
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield url
     server.shutdown()
