@@ -215,6 +215,15 @@ def smtp_inbox(app):
 
 
 @pytest.fixture
+def three_failures_a_minute(app):
+    """IAM_LOGIN_RATE_LIMIT at 3 failures a minute for the test."""
+    default = app.config["IAM_LOGIN_RATE_LIMIT"]
+    app.config["IAM_LOGIN_RATE_LIMIT"] = "3 per minute"
+    yield
+    app.config["IAM_LOGIN_RATE_LIMIT"] = default
+
+
+@pytest.fixture
 def live_server(app):
     """The app on a real socket (127.0.0.1, a free port) for clients that speak HTTP themselves."""
     import threading

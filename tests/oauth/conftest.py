@@ -8,6 +8,7 @@ import os
 import secrets
 import shutil
 import threading
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -22,19 +23,35 @@ SCREENSHOTS = Path(os.environ.get("IAM_TEST_ARTIFACTS", Path(__file__).resolve()
     / "screenshots"
 
 
-@pytest.fixture
-def issuer(app):
-    """The app on a free port of 127.0.0.1, IAM_ISSUER set to that URL for the test."""
+@contextmanager
+def serving_as_issuer(app, host="127.0.0.1"):
+    """The app on a free port of 127.0.0.1, IAM_ISSUER set to its URL (with `host`) meanwhile."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    url = f"http://127.0.0.1:{server.server_port}"
+    url = f"http://{host}:{server.server_port}"
     before = app.config["IAM_ISSUER"]
     app.config["IAM_ISSUER"] = url
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    yield url
-    server.shutdown()
-    thread.join(timeout=5)
-    app.config["IAM_ISSUER"] = before
+    try:
+        yield url
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        app.config["IAM_ISSUER"] = before
+
+
+@pytest.fixture
+def issuer(app):
+    """The app on a real socket as its own issuer, for the test."""
+    with serving_as_issuer(app) as url:
+        yield url
+
+
+@pytest.fixture
+def localhost_issuer(app):
+    """The same at http://localhost:<port>: a passkey's relying party id must be a domain name."""
+    with serving_as_issuer(app, "localhost") as url:
+        yield url
 
 
 class _Callback(BaseHTTPRequestHandler):

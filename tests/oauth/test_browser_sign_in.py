@@ -227,24 +227,6 @@ def test_logout_without_a_hint_asks_first(issuer, page, relying_party, register_
     assert "iam_browser" not in {c["name"] for c in page.context.cookies()}
 
 
-@pytest.fixture
-def localhost_issuer(app):
-    """The app at http://localhost:<port>: a passkey's relying party id must be a domain name."""
-    import threading
-
-    from werkzeug.serving import make_server
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    url = f"http://localhost:{server.server_port}"
-    before = app.config["IAM_ISSUER"]
-    app.config["IAM_ISSUER"] = url
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield url
-    server.shutdown()
-    thread.join(timeout=5)
-    app.config["IAM_ISSUER"] = before
-
-
 CREATE_PASSKEY = """async (options) => {
   const buf = (t) => Uint8Array.from(atob(t.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - t.length % 4) % 4)),
                                      (c) => c.charCodeAt(0)).buffer;

@@ -375,14 +375,6 @@ def test_a_start_sweeps_expired_attempts_and_codes(app, make_provider, oidc_prov
     assert len(rows(app, AccountSession)) == 1  # the session stays: only the code is gone
 
 
-@pytest.fixture
-def three_failures_a_minute(app):
-    default = app.config["IAM_LOGIN_RATE_LIMIT"]
-    app.config["IAM_LOGIN_RATE_LIMIT"] = "3 per minute"
-    yield
-    app.config["IAM_LOGIN_RATE_LIMIT"] = default
-
-
 def test_failed_callbacks_and_exchanges_count_like_failed_logins(app, make_provider, oidc_provider,
                                                                   three_failures_a_minute):
     provider_id = make_provider(jit_provisioning=True)

@@ -70,14 +70,6 @@ def policy(app, org):
         db.session.commit()
 
 
-@pytest.fixture
-def three_failures_a_minute(app):
-    default = app.config["IAM_LOGIN_RATE_LIMIT"]
-    app.config["IAM_LOGIN_RATE_LIMIT"] = "3 per minute"
-    yield
-    app.config["IAM_LOGIN_RATE_LIMIT"] = default
-
-
 def test_an_email_of_the_providers_domain_signs_in_through_it(app, make_provider, oidc_provider, org):
     provider_id = make_provider(jit_provisioning=True)
     set_user(oidc_provider[0], "ada-pages-1", email="ada@acme.example")

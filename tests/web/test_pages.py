@@ -28,7 +28,7 @@ from iam.models import (
 from iam.resources.common import digest
 from tests.helpers import PASSWORD, ApiClient, assert_jsonapi, error_of
 from tests.mfa.helpers import code, enrol_totp, second_step
-from tests.oauth.conftest import RelyingParty, pkce_pair
+from tests.oauth.conftest import pkce_pair
 
 INVALID_CREDENTIALS = "The email or password is not right, or this account cannot sign in with a password."
 EXPIRED = "This form has expired"
@@ -202,14 +202,6 @@ def ada_totp(app, factory, ada):
 
 
 @pytest.fixture
-def relying_party():
-    """The application's redirect URI (tests/oauth/conftest.py)."""
-    rp = RelyingParty()
-    yield rp
-    rp.close()
-
-
-@pytest.fixture
 def consent_client(admin, relying_party):
     """The client_id of a registered application that asks for consent."""
     created = assert_jsonapi(admin.post("/oauth_clients", {"data": {"type": "oauth_clients", "attributes": {
@@ -217,14 +209,6 @@ def consent_client(admin, relying_party):
         "redirect_uris": [relying_party.redirect_uri], "scopes": ["openid", "email"],
         "token_endpoint_auth_method": "client_secret_basic", "require_consent": True}}}), 201)
     return created["data"]["attributes"]["client_id"]
-
-
-@pytest.fixture
-def three_failures_a_minute(app):
-    default = app.config["IAM_LOGIN_RATE_LIMIT"]
-    app.config["IAM_LOGIN_RATE_LIMIT"] = "3 per minute"
-    yield
-    app.config["IAM_LOGIN_RATE_LIMIT"] = default
 
 
 @pytest.fixture
