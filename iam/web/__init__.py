@@ -29,8 +29,8 @@ class PageSession(SecureCookieSessionInterface):
         return super().open_session(app, request)
 
     def save_session(self, app, session, response):
-        if session is None or not hasattr(session, "modified"):
-            return None
+        if self.is_null_session(session):
+            return None  # every request off the page paths: nothing to read, nothing to write
         return super().save_session(app, session, response)
 
 
