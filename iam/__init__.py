@@ -53,7 +53,7 @@ def create_app(overrides=None):
 
     from . import cli, cors, health, observability, reconnect, security_headers, throttle
     from .api import blueprint
-    from . import web
+    from . import scim, web
     from .oauth import server as oauth_server
     from .jsonapi.errors import register_error_handlers
     from .jsonapi.media import bodyless_answers
@@ -62,6 +62,7 @@ def create_app(overrides=None):
     app.register_blueprint(health.blueprint)
     web.init_app(app)  # the sign-in pages, and the signed cookie session of the page paths only
     oauth_server.init_app(app)  # the OpenID Provider's endpoints, at the server's root
+    scim.init_app(app)  # SCIM 2.0 at /scim/v2, for identity providers' keys only
     register_error_handlers(app)
     reconnect.init_app(app)  # a connection found dead by a request's first statement: the request runs again
     throttle.init_app(app)

@@ -37,7 +37,8 @@ db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION),
 # (enforced, but unnamed to reflection: SQLite cannot add a named constraint without rebuilding
 # the table, and rebuilding account_sessions would cascade-delete what references it). They
 # are compared on PostgreSQL, where they are named constraints.
-SQLITE_INLINE_FOREIGN_KEYS = {("account_sessions", ("oauth_client_id",)), ("account_sessions", ("parent_id",))}
+SQLITE_INLINE_FOREIGN_KEYS = {("account_sessions", ("oauth_client_id",)), ("account_sessions", ("parent_id",)),
+                              ("accounts", ("manager_id",))}
 
 
 def autogenerate_filter(dialect_name):

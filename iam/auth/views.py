@@ -203,8 +203,8 @@ def api_login(api):
         raise JsonApiErrors([invalid_field("/key", "key (or api_key) is required.", code="required")])
     now = utcnow()
     key = db.session.scalars(select(ApiKey).where(ApiKey.key_digest == digest(raw))).one_or_none()
-    if key is None or not key.is_usable(now) or not key.account.is_active(now):
-        raise login_failed()
+    if key is None or not key.is_usable(now) or not key.account.is_active(now) or key.scopes.get("scim"):
+        raise login_failed()  # a SCIM key works at /scim/v2 only (contract section 11)
     record_activity(db.session, key, now, last_used_at=now)  # parallel key logins must all succeed
     # A key login is a short session of its own: it lasts as long as its access token.
     lifetime = current_app.config["IAM_ACCESS_TOKEN_TTL"]

@@ -27,6 +27,12 @@ class Account(Timestamped, db.Model):
     # When the account last proved it receives mail at `email` (an invitation accepted, a reset or
     # email-change link followed, a provider's verified email): the ID token's email_verified.
     email_verified_at = mapped_column(UTCDateTime, nullable=True)
+    # SCIM (iam/scim/): the identity provider's id for this user, and the enterprise
+    # extension's manager (another account of the organization).
+    external_id = mapped_column(String(255), nullable=True)
+    # SCIM's userName when it is not the email (an identity provider's login name): else None.
+    user_name = mapped_column(String(320), nullable=True)
+    manager_id = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"), nullable=True, index=True)
     # Secrets: never rendered, never filterable except through their dedicated filters.
     password_hash = mapped_column(String(255), nullable=True)
     password_reset_token_digest = mapped_column(String(64), nullable=True, unique=True)

@@ -23,6 +23,7 @@ class Group(Timestamped, db.Model):
     description = mapped_column(Text, nullable=True)
     organization_id = mapped_column(ForeignKey("organizations.id"), nullable=False, index=True)
     roles = mapped_column(JSONType, nullable=False, default=list)  # [{"name", "scopes"}]
+    external_id = mapped_column(String(255), nullable=True)  # the identity provider's id (SCIM)
 
     organization = relationship("Organization")
     members = relationship("Account", secondary=group_members, back_populates="groups", passive_deletes=True,

@@ -22,6 +22,11 @@ class Person(Timestamped, db.Model):
     contact_number = mapped_column(String(64), nullable=True)
     physical_address = mapped_column(Text, nullable=True)
     facets = mapped_column(JSONType, nullable=False, default=list)
+    # What SCIM provisions besides the names (iam/scim/): the name to show, and the enterprise
+    # extension's employee number and department.
+    display_name = mapped_column(String(255), nullable=True)
+    employee_number = mapped_column(String(64), nullable=True)
+    department = mapped_column(String(255), nullable=True)
 
     organization = relationship("Organization")
     organizational_unit = relationship("OrganizationalUnit", back_populates="people")

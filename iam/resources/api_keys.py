@@ -2,9 +2,11 @@
 from flask import request
 from marshmallow import ValidationError
 
+from ..auth.policy import grants_of
 from ..auth.stepup import require_step_up
 from ..auth.tokens import new_api_key
-from ..jsonapi import JsonApiErrors, Resource, query
+from ..extensions import db
+from ..jsonapi import JsonApiError, JsonApiErrors, Resource, query
 from ..jsonapi import filters as ft
 from ..jsonapi.views import snapshot
 from ..jsonapi.schema import Int, JsonApiSchema, JsonObject, Rel, Str, Timestamp
@@ -15,9 +17,10 @@ STATUSES = ("active", "revoked", "expired")
 
 
 def validate_key_scopes(value):
-    """`{}` (everything the account may do) or `{"read_only": true}`."""
-    if set(value) - {"read_only"} or not isinstance(value.get("read_only", False), bool):
-        raise ValidationError('Scopes are {} or {"read_only": true}.')
+    """`{}` (everything the account may do), `{"read_only": true}`, or `{"scim": true}` (a key
+    for an identity provider's provisioning at /scim/v2, and nothing else: contract section 11)."""
+    if value not in ({}, {"read_only": True}, {"read_only": False}, {"scim": True}, {"scim": False}):
+        raise ValidationError('Scopes are {}, {"read_only": true} or {"scim": true}.')
 
 
 class ApiKeySchema(JsonApiSchema):
@@ -56,6 +59,8 @@ class ApiKeys(Resource):
             expires_at = state.values.get("expires_at")
             if expires_at is not None and expires_at <= state.ctx.now:
                 errors.append(state.error("expires_at", "expires_at must be in the future."))
+            if state.values["scopes"].get("scim"):
+                errors += self._scim_key_errors(state)
         else:
             for attr in state.values:
                 if attr != "name" and state.changed(attr):
@@ -63,6 +68,20 @@ class ApiKeys(Resource):
                                               code="read_only"))
         if errors:
             raise JsonApiErrors(errors)
+
+    def _scim_key_errors(self, state):
+        """A SCIM key acts on its account's organization: an account of one, and a creator who
+        administers it (an admin, or an org_admin of that organization)."""
+        from ..models import Account
+        account = db.session.get(Account, state.values["account_id"]) if state.values.get("account_id") else None
+        if account is None or account.organization_id is None:
+            return [state.error("scopes", "A SCIM key acts on its account's organization: the account must "
+                                          "belong to one.", code="invalid_value")]
+        grants = grants_of(state.ctx.principal)
+        if grants.admin or account.organization_id in grants.admin_orgs:
+            return []
+        raise JsonApiError(403, "forbidden", "Forbidden",
+                           "Only an admin or an org_admin of the account's organization creates a SCIM key.")
 
     def create(self, state):
         raw = new_api_key()
