@@ -182,31 +182,31 @@ def init_app(app):
     def scim_service_provider_config():
         return answer(200, schemas.service_provider_config(_base()))
 
-    @blueprint.get("/ResourceTypes")
-    def scim_resource_types():
-        found = schemas.resource_types(_base())
+    def listed(found):
         return answer(200, {"schemas": [schemas.LIST], "totalResults": len(found), "startIndex": 1,
                             "itemsPerPage": len(found), "Resources": found})
+
+    def one_of(found, wanted, what):
+        for item in found:
+            if item["id"] == wanted:
+                return answer(200, item)
+        raise not_found(what)
+
+    @blueprint.get("/ResourceTypes")
+    def scim_resource_types():
+        return listed(schemas.resource_types(_base()))
 
     @blueprint.get("/ResourceTypes/<name>")
     def scim_resource_type(name):
-        for item in schemas.resource_types(_base()):
-            if item["id"] == name:
-                return answer(200, item)
-        raise not_found("resource type")
+        return one_of(schemas.resource_types(_base()), name, "resource type")
 
     @blueprint.get("/Schemas")
     def scim_schemas():
-        found = schemas.schemas(_base())
-        return answer(200, {"schemas": [schemas.LIST], "totalResults": len(found), "startIndex": 1,
-                            "itemsPerPage": len(found), "Resources": found})
+        return listed(schemas.schemas(_base()))
 
     @blueprint.get("/Schemas/<path:urn>")
     def scim_schema(urn):
-        for item in schemas.schemas(_base()):
-            if item["id"] == urn:
-                return answer(200, item)
-        raise not_found("schema")
+        return one_of(schemas.schemas(_base()), urn, "schema")
 
     for path, kind in (("/Users", USERS), ("/Groups", GROUPS)):
         name = kind.name.lower()

@@ -59,10 +59,11 @@ and `sub` one of its sub-attributes. A bare multi-valued path (`emails co "x"`) 
 default sub-attribute, `value` (`MultiValued(default=...)`). A path that is the prefix of
 dotted keys (`name`, when "name.givenname" exists) is a singular complex attribute: it takes
 `name[givenName eq "x" and familyName pr]` and `name pr` (some sub-attribute present), not a
-comparison. Schema URNs: `schemas=` (default: the core User and Group schemas and the
-enterprise User extension) are stripped before the look-up; an unknown URN, an unknown path
-and anything the mapping does not hold raise InvalidFilter ("... is not an attribute that can
-be filtered on").
+comparison. Schema URNs: those of `schemas=` are stripped before the look-up (default: the
+core User and Group schemas and the enterprise User extension; pass the resource's own, e.g.
+(CORE_USER, ENTERPRISE_USER) for users, so that a Group URN is refused there); an unknown URN,
+an unknown path and anything the mapping does not hold raise InvalidFilter ("... is not an
+attribute that can be filtered on").
 
 The choices:
 
@@ -86,8 +87,8 @@ The choices:
 - Datetimes: RFC 3339 / xsd:dateTime with date and time (`2024-01-31T12:00:00Z`, fractions and
   `+02:00` offsets allowed); a value without an offset is UTC. Compared as instants against
   columns holding UTC, to the microsecond (a value finer than that is compared exactly: it
-  equals no stored value and lies between two). co/sw/ew do not apply to datetimes, integers or booleans, and
-  gt/ge/lt/le not to booleans (RFC 7644: invalidFilter).
+  equals no stored value and lies between two). co/sw/ew do not apply to datetimes, integers
+  or booleans, and gt/ge/lt/le not to booleans (RFC 7644: invalidFilter).
 - Types of values are checked: a boolean takes true/false, an integer a JSON integer in the
   64-bit range, strings/references/ids a string, datetimes a string that parses.
 - Limits: the text is at most MAX_LENGTH (4096) characters and nests parentheses/brackets at
@@ -95,9 +96,10 @@ The choices:
   on SQL whose AND/OR alternate about 25-30 levels deep, and a filter nesting and/or to the
   limit, value path included, stays well below that. Negations are pushed down to the
   comparisons (De Morgan), so `not (...)` adds no SQL nesting of its own. A value path cannot
-  contain another one (RFC 7644: valFilter holds
-  sub-attributes of the parent only). A string value may not hold NUL (which PostgreSQL
-  cannot store) or an unpaired surrogate.
+  contain another one (RFC 7644: valFilter holds sub-attributes of the parent only). A string
+  value may not hold NUL (which PostgreSQL cannot store) or an unpaired surrogate.
+- Multi-valued comparisons mean "some element": `members.value ne "12"` is a group with a
+  member other than 12; `not (members.value eq "12")` is a group without member 12.
 
 `compile_sort(sort_by, attributes)` returns the expression to order by for a single-valued
 attribute (lower() of it for case-insensitive strings); a multi-valued or complex attribute or
@@ -106,6 +108,10 @@ descending)` orders by it the way RFC 7644 section 3.4.2.3 asks on every databas
 without a value last when ascending, first when descending.
 
 Nothing but InvalidFilter is raised for any filter text (tests/scim/test_filters.py fuzzes it).
+
+The parser is a small recursive descent of its own rather than scim2-filter-parser's: that
+one's grammar gives `and` and `or` the same precedence (`a or b and c` parses as
+`(a or b) and c`), and its errors and limits are not ours to choose.
 """
 import json
 import operator

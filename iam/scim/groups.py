@@ -10,7 +10,7 @@ from ..extensions import db
 from ..models import Account, Group, Person, group_members, utcnow
 from . import schemas
 from .errors import ScimError, invalid_value, not_found
-from .protocol import etag
+from .protocol import etag, taken
 
 MULTI_VALUED = frozenset({"members"})
 
@@ -95,10 +95,8 @@ def _name(document):
 
 
 def _taken(caller, name, except_id=None):
-    query = select(Group.id).where(Group.organization_id == caller.organization_id, Group.name == name)
-    if except_id is not None:
-        query = query.where(Group.id != except_id)
-    return db.session.scalar(query.limit(1)) is not None
+    return taken(select(Group.id).where(Group.organization_id == caller.organization_id, Group.name == name),
+                 Group.id, except_id)
 
 
 def uniqueness(name):

@@ -14,6 +14,7 @@ import re
 
 from flask import request
 
+from ..extensions import db
 from . import schemas
 from .errors import ScimError, invalid_syntax, invalid_value
 
@@ -58,6 +59,13 @@ def _names(value):
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise invalid_value("attributes are a comma-separated list of attribute names.")
     return [v.strip() for v in value if v.strip()]
+
+
+def taken(query, id_column, except_id=None):
+    """Whether `query` (a select of ids) finds a row but `except_id`: a uniqueness check."""
+    if except_id is not None:
+        query = query.where(id_column != except_id)
+    return db.session.scalar(query.limit(1)) is not None
 
 
 def etag(version):

@@ -99,7 +99,6 @@ def resource_types(base):
 def service_provider_config(base):
     return {
         "schemas": [SERVICE_PROVIDER_CONFIG],
-        "documentationUri": "https://github.com/",
         "patch": {"supported": True},
         "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
         "filter": {"supported": True, "maxResults": MAX_RESULTS},

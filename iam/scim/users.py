@@ -26,7 +26,7 @@ from ..models import Account, Group, IdentityProvider, Person, group_members, ut
 from ..resources.accounts import normalise_email
 from . import schemas
 from .errors import ScimError, invalid_value, not_found
-from .protocol import coerce_boolean, etag
+from .protocol import coerce_boolean, etag, taken
 
 MULTI_VALUED = frozenset({"emails", "groups"})
 
@@ -235,17 +235,12 @@ def _primary_email(emails):
 
 
 def _user_name_taken(name, except_id=None):
-    query = select(Account.id).where(func.lower(func.coalesce(Account.user_name, Account.email)) == name.lower())
-    if except_id is not None:
-        query = query.where(Account.id != except_id)
-    return db.session.scalar(query.limit(1)) is not None
+    return taken(select(Account.id).where(func.lower(func.coalesce(Account.user_name, Account.email)) == name.lower()),
+                 Account.id, except_id)
 
 
 def _email_taken(email, except_id=None):
-    query = select(Account.id).where(func.lower(Account.email) == email.lower())
-    if except_id is not None:
-        query = query.where(Account.id != except_id)
-    return db.session.scalar(query.limit(1)) is not None
+    return taken(select(Account.id).where(func.lower(Account.email) == email.lower()), Account.id, except_id)
 
 
 def uniqueness(name):
