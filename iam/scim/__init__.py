@@ -27,12 +27,12 @@ PREFIX = "/scim/v2"
 
 
 class Kind:
-    def __init__(self, name, module, filters, core_urn):
-        self.name, self.module, self.filters, self.core_urn = name, module, filters, core_urn
+    def __init__(self, name, module, filters, core_urn, urns):
+        self.name, self.module, self.filters, self.core_urn, self.urns = name, module, filters, core_urn, urns
 
 
-USERS = Kind("User", users, attributes.USER_ATTRIBUTES, schemas.USER)
-GROUPS = Kind("Group", groups, attributes.GROUP_ATTRIBUTES, schemas.GROUP)
+USERS = Kind("User", users, attributes.USER_ATTRIBUTES, schemas.USER, (schemas.USER, schemas.ENTERPRISE))
+GROUPS = Kind("Group", groups, attributes.GROUP_ATTRIBUTES, schemas.GROUP, (schemas.GROUP,))
 
 
 def _base():
@@ -63,7 +63,7 @@ def _query(kind, caller, filter_text):
         if not isinstance(filter_text, str):
             raise ScimError(400, "filter is a string.", "invalidFilter")
         try:
-            query = query.where(compile_filter(filter_text, kind.filters))
+            query = query.where(compile_filter(filter_text, kind.filters, kind.urns))
         except InvalidFilter as invalid:
             raise ScimError(400, str(invalid), "invalidFilter") from None
     return query
@@ -76,7 +76,7 @@ def _list(kind, caller, source):
     order = []
     if sort_by:
         try:
-            order += sort_order_clauses(compile_sort(sort_by, kind.filters), descending)
+            order += sort_order_clauses(compile_sort(sort_by, kind.filters, kind.urns), descending)
         except InvalidFilter as invalid:
             raise ScimError(400, str(invalid), "invalidValue") from None
     order.append(_id_column(kind).desc() if descending and sort_by else _id_column(kind))  # a total order

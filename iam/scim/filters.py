@@ -178,7 +178,7 @@ class Attr:
 
     __slots__ = ("expression", "type", "case_exact", "integer_column")
 
-    def __init__(self, expression, type=None, case_exact=False):  # noqa: A002 - SCIM's word
+    def __init__(self, expression, type=None, case_exact=False):
         if hasattr(expression, "__clause_element__"):  # an ORM attribute (Account.email)
             expression = expression.__clause_element__()
         if not isinstance(expression, ClauseElement):
@@ -186,7 +186,7 @@ class Attr:
                 raise TypeError(f"Attr takes an SQL expression or a constant, not {expression!r}")
             expression = literal(expression, _sql_type_of_constant(expression))
         if type is None:
-            type = _scim_type_of(expression.type)  # noqa: A001
+            type = _scim_type_of(expression.type)
         if type not in TYPES:
             raise ValueError(f"unknown SCIM attribute type {type!r} (one of {', '.join(TYPES)})")
         self.expression = expression

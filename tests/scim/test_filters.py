@@ -400,7 +400,7 @@ def test_nesting_up_to_the_limit_is_fine(world):
 
 
 @pytest.mark.parametrize("first", ["or", "and"])
-@pytest.mark.parametrize("inner", range(0, MAX_DEPTH))
+@pytest.mark.parametrize("inner", range(MAX_DEPTH))
 def test_the_deepest_filters_run_on_the_database(world, first, inner):
     """SQLite's parser overflows on SQL nesting and/or some 25-30 levels deep: every filter
     within MAX_DEPTH, the worst shape (alternating at every level, a value path at the bottom

@@ -210,6 +210,10 @@ def test_search_by_post_and_projection(scim):
 def test_bad_requests_are_scim_errors(scim):
     scim_error(scim.get("/Users", {"filter": 'userName eq'}), 400, "invalidFilter")
     scim_error(scim.get("/Users", {"filter": 'nosuchattribute eq "x"'}), 400, "invalidFilter")
+    # a Group attribute is no User's, even under its own schema's name
+    scim_error(scim.get("/Users", {"filter": f'{GROUP}:displayName eq "x"'}), 400, "invalidFilter")
+    scim_error(scim.get("/Groups", {"filter": f'{USER}:userName eq "x"'}), 400, "invalidFilter")
+    scim_error(scim.get("/Users", {"sortBy": "emails"}), 400, "invalidValue")
     scim_error(scim.post("/Users", {"schemas": [USER]}), 400, "invalidValue")
     scim_error(scim.post("/Users", okta_user("not an email")), 400, "invalidValue")
     scim_error(scim.patch("/Users/1", {"Operations": "x"}), 404)
