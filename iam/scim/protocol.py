@@ -42,7 +42,7 @@ def list_parameters(source):
             value = int(value)
         except (TypeError, ValueError):
             raise invalid_value(f"{name} must be a number.") from None
-        return max(low, value)
+        return max(low, min(value, 2 ** 31 - 1))  # beyond it no page exists (and OFFSET would overflow)
     order = str(source.get("sortOrder") or "ascending").lower()
     if order not in ("ascending", "descending"):
         raise invalid_value("sortOrder is ascending or descending.")
