@@ -22,7 +22,7 @@ from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc9207 import IssuerParameter
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, jsonify, request
 from joserfc import jwt
 from joserfc.errors import JoseError
 from sqlalchemy import select
@@ -298,6 +298,10 @@ class Revocation(RevocationEndpoint):
         db.session.commit()
 
 
+# The endpoints where a client authenticates (HTTP Basic, or client_id and secret in the body).
+CLIENT_AUTHENTICATED = frozenset({"oauth.oauth_token", "oauth.oauth_introspect", "oauth.oauth_revoke"})
+
+
 def init_app(app):
     server = AuthorizationServer(app, query_client=_query_client, save_token=_save_token)
     server.register_grant(ServiceAccountGrant)
@@ -320,6 +324,18 @@ def init_app(app):
         db.session.commit()
         response.headers["Cache-Control"] = "public, max-age=300"
         return response
+
+    @blueprint.before_request
+    def refuse_a_malformed_authorization():
+        """An Authorization header of a scheme alone ("Bearer ", "Basic"): Authlib's parsing of
+        client credentials fails on it with an exception; it is the client's mistake."""
+        header = request.headers.get("Authorization")
+        if request.endpoint in CLIENT_AUTHENTICATED and header is not None and len(header.split(None, 1)) < 2:
+            response = jsonify({"error": "invalid_client", "error_description": "The Authorization header is malformed."})
+            response.status_code = 401
+            response.headers["WWW-Authenticate"] = 'Basic realm="iam"'
+            return response
+        return None
 
     @blueprint.post("/oauth2/token")
     def oauth_token():

@@ -64,7 +64,7 @@ def test_json_endpoints_answer_oauth_errors(app, client_id, endpoint, pairs, use
             answer = http.get(path, query_string=pairs, headers=headers)
         else:
             answer = http.post(path, data=pairs, headers=headers)
-    assert answer.status_code < 500, (path, pairs, answer.get_data(as_text=True)[:300])
+    assert answer.status_code < 500, (path, pairs, headers, answer.get_data(as_text=True)[:300])
     assert answer.content_type.startswith("application/json"), (path, answer.content_type)
     body = answer.get_json()
     if answer.status_code >= 400:
@@ -91,3 +91,12 @@ def test_pages_never_fail_and_never_redirect_off_site(app, client_id, endpoint, 
         assert not target.netloc or location.startswith(REDIRECT_URI + "?") or target.netloc == "localhost", location
     else:
         assert answer.content_type.startswith("text/html"), (path, answer.content_type, pairs)
+
+
+@pytest.mark.parametrize("header", ["Bearer ", "bearer \t", "Basic", "Basic ", "Basic Og==", "Basic ===="])
+@pytest.mark.parametrize("path", ["/oauth2/token", "/oauth2/introspect", "/oauth2/revoke"])
+def test_a_malformed_authorization_is_an_oauth_error(app, client_id, header, path):
+    """A scheme alone made Authlib raise (a 500 the fuzzer found on introspection and revocation)."""
+    with app.test_client() as http:
+        answer = http.post(path, data={"grant_type": "client_credentials", "token": "x"}, headers={"Authorization": header})
+    assert answer.status_code in (400, 401) and answer.get_json()["error"] in ("invalid_client", "invalid_request")
