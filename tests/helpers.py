@@ -209,3 +209,19 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def rows(app, model, *where):
+    """The rows of `model` matching `where`, in id order (the order written), detached."""
+    from sqlalchemy import select
+    with app.app_context():
+        found = db.session.scalars(select(model).where(*where).order_by(model.id)).all()
+        for row in found:
+            db.session.expunge(row)
+        return found
+
+
+def audit_actions(app):
+    """The audit trail's actions, in the order written."""
+    from iam.models import AuditEvent
+    return [event.action for event in rows(app, AuditEvent)]

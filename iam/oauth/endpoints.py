@@ -36,7 +36,7 @@ from joserfc.jwk import KeySet
 from sqlalchemy import select
 
 from .. import audit
-from ..auth import sessions
+from ..auth import sessions, tokens
 from ..extensions import db
 from ..models import AccountSession, CLIENT_SCOPES, OAuthClient, OAuthConsent, utcnow
 from ..web import browser, pages
@@ -204,21 +204,15 @@ def _bearer_error(status, error, description):
 
 def _application_token(raw):
     """(claims, session) of a live application access token of this server, or None."""
-    from .server import ACCESS_TOKEN_TYPE, _key_for
-    if not raw or len(raw) > 8192:
-        return None
+    from .server import decode_access_token  # server imports this module
     try:
-        decoded = jwt.decode(raw, lambda obj: _key_for(obj.headers()), algorithms=["RS256", "ES256"])
-        registry = jwt.JWTClaimsRegistry(exp={"essential": True}, sub={"essential": True}, sid={"essential": True},
-                                         iss={"essential": True, "value": current_app.config["IAM_ISSUER"]})
-        registry.validate(decoded.claims)
-    except (JoseError, ValueError, TypeError, LookupError):
+        claims, sid = decode_access_token(raw)
+        jwt.JWTClaimsRegistry(exp={"essential": True}, sub={"essential": True}).validate(claims)
+    except (tokens.InvalidToken, JoseError):
         return None
-    claims = decoded.claims
-    if decoded.header.get("typ") != ACCESS_TOKEN_TYPE or not str(claims["sid"]).isdigit() \
-            or claims.get("aud") != claims.get("client_id") or int(claims["sid"]) >= 2 ** 31:
-        return None
-    session = db.session.get(AccountSession, int(claims["sid"]))
+    if claims.get("aud") != claims.get("client_id"):
+        return None  # a client-credentials token (its audience is this API): no person's
+    session = db.session.get(AccountSession, sid)
     now = utcnow()
     if session is None or session.oauth_client_id is None or str(session.account_id) != str(claims["sub"]) \
             or not session.is_active(now) or not session.account.is_active(now):

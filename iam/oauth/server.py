@@ -156,16 +156,27 @@ def _save_token(token, request):
     db.session.commit()
 
 
-def verify_access_token(token):
-    """The claims of an application access token this server signed (for this API's own
-    authentication), or tokens.InvalidToken."""
+def decode_access_token(token):
+    """(claims, session id) of an access token this server signed, whatever its expiry, audience
+    or session; InvalidToken for anything else (a signature, key, type or issuer not ours, no
+    numeric `sid`). The one decoder of the API's, userinfo's, introspection's and revocation's."""
+    if not isinstance(token, str) or not token or len(token) > 8192:
+        raise tokens.InvalidToken("no token")
     try:
         decoded = jwt.decode(token, lambda obj: _key_for(obj.headers()), algorithms=["RS256", "ES256"])
     except (JoseError, ValueError, TypeError, LookupError) as error:
         raise tokens.InvalidToken(str(error)) from None
-    header, claims = decoded.header, decoded.claims
-    if header.get("typ") != ACCESS_TOKEN_TYPE or claims.get("iss") != current_app.config["IAM_ISSUER"]:
+    claims, sid = decoded.claims, str(decoded.claims.get("sid", ""))
+    if decoded.header.get("typ") != ACCESS_TOKEN_TYPE or claims.get("iss") != current_app.config["IAM_ISSUER"] \
+            or not sid.isdigit() or int(sid) >= 2 ** 31 or not isinstance(claims.get("exp"), int):
         raise tokens.InvalidToken("not an access token of this issuer")
+    return claims, int(sid)
+
+
+def verify_access_token(token):
+    """The claims of an application access token this server signed (for this API's own
+    authentication), or tokens.InvalidToken."""
+    claims, _ = decode_access_token(token)
     registry = jwt.JWTClaimsRegistry(exp={"essential": True}, sub={"essential": True}, sid={"essential": True},
                                      aud={"essential": True, "value": current_app.config["IAM_ISSUER"]})
     try:
@@ -242,15 +253,10 @@ def _query_token(token_string, token_type_hint):
     if token_string.count(".") != 2:
         return _query_refresh_token(token_string)
     try:
-        decoded = jwt.decode(token_string, lambda obj: _key_for(obj.headers()), algorithms=["RS256", "ES256"])
-    except (JoseError, ValueError, TypeError, LookupError):
+        claims, sid = decode_access_token(token_string)
+    except tokens.InvalidToken:
         return None
-    claims = decoded.claims
-    if decoded.header.get("typ") != ACCESS_TOKEN_TYPE or claims.get("iss") != current_app.config["IAM_ISSUER"] \
-            or not str(claims.get("sid", "")).isdigit() or not isinstance(claims.get("exp"), int):
-        return None
-    sid = int(claims["sid"])
-    return IssuedToken(claims, db.session.get(AccountSession, sid) if sid < 2 ** 31 else None)
+    return IssuedToken(claims, db.session.get(AccountSession, sid))
 
 
 class Introspection(IntrospectionEndpoint):

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import HTTPException
 
 from ..extensions import db
+from ..models import Account, Group
 from ..jsonapi.errors import answer_for
 from . import attributes, groups, protocol, schemas, users
 from .auth import authenticate
@@ -53,7 +54,6 @@ def _render_many(kind, rows, wanted=None):
 
 
 def _id_column(kind):
-    from ..models import Account, Group
     return Account.id if kind is USERS else Group.id
 
 
@@ -89,11 +89,6 @@ def _list(kind, caller, source):
             "Resources": resources}
 
 
-def _one(kind, caller, resource_id):
-    found = kind.module.find(caller, resource_id)
-    return found
-
-
 def _document(kind, found):
     if kind is USERS:
         account, person = found
@@ -114,11 +109,11 @@ def _single(kind, found, status=200):
 
 
 def _version(kind, found):
-    return _document(kind, found)["meta"]["version"]
+    return users.version_of(*found) if kind is USERS else groups.version_of(found)
 
 
 def _write(kind, caller, resource_id, method):
-    found = _one(kind, caller, resource_id)
+    found = kind.module.find(caller, resource_id)
     protocol.check_if_match(_version(kind, found))
     if method == "DELETE":
         if kind is USERS:
@@ -140,7 +135,7 @@ def _write(kind, caller, resource_id, method):
     else:
         found = groups.replace(caller, found, document)
     db.session.commit()
-    return _single(kind, _one(kind, caller, resource_id))
+    return _single(kind, kind.module.find(caller, resource_id))
 
 
 def _create(kind, caller):
@@ -148,7 +143,7 @@ def _create(kind, caller):
     created = kind.module.create(caller, document)
     db.session.commit()
     resource_id = str(created[0].id if kind is USERS else created.id)
-    return _single(kind, _one(kind, caller, resource_id), 201)
+    return _single(kind, kind.module.find(caller, resource_id), 201)
 
 
 def _handle(error):
@@ -224,7 +219,7 @@ def init_app(app):
         def item(resource_id, kind=kind):
             caller = request.scim_caller
             if request.method == "GET":
-                return _single(kind, _one(kind, caller, resource_id))
+                return _single(kind, kind.module.find(caller, resource_id))
             return _write(kind, caller, resource_id, request.method)
 
         blueprint.add_url_rule(path, f"scim_{name}s", collection, methods=["GET", "POST"])

@@ -11,12 +11,17 @@ from ..models import Account, Group, Person, group_members, utcnow
 from . import schemas
 from .errors import ScimError, invalid_value, not_found
 from .protocol import etag, taken
+from .users import provisioned
 
 MULTI_VALUED = frozenset({"members"})
 
 
 def location(base, group_id):
     return f"{base}/Groups/{group_id}"
+
+
+def version_of(group):
+    return etag(str(group.version))
 
 
 def members_of(group_ids):
@@ -41,7 +46,7 @@ def render(group, base, members):
         document["externalId"] = group.external_id
     document["meta"] = {"resourceType": "Group", "created": group.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                         "lastModified": group.updated_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                        "location": location(base, group.id), "version": etag(str(group.version))}
+                        "location": location(base, group.id), "version": version_of(group)}
     return document
 
 
@@ -77,7 +82,6 @@ def _member_ids(document, caller):
         ids.append(int(value))
     ids = sorted(set(ids))
     if ids:
-        from .users import provisioned
         known = set(db.session.scalars(select(Account.id).where(Account.id.in_(ids), *provisioned(caller))))
         unknown = [i for i in ids if i not in known]
         if unknown:

@@ -2,11 +2,12 @@
 provider serving discovery, JWKS, the authorization and token endpoints and signed ID tokens,
 run on 127.0.0.1 by the suite."""
 import pytest
+from sqlalchemy import update
 from oidc_provider_mock import run_server_in_thread
 
 from iam import secret_store
 from iam.extensions import db
-from iam.models import IdentityProvider, IdentityProviderDomain
+from iam.models import IdentityProvider, IdentityProviderDomain, Organization
 from iam.resources.identity_providers import SECRET_PURPOSE
 from iam.sso import id_token
 from iam.sso import provider as providers
@@ -74,3 +75,12 @@ def provider_id(make_provider, forger):
     """A provider row for the forger that creates accounts on first sign-in (so that a wrongly
     accepted token would show as a new account)."""
     return make_provider(issuer=forger.issuer, jit_provisioning=True)
+
+
+@pytest.fixture
+def policy(app, org):
+    """An mfa_required policy on the provider's organization."""
+    with app.app_context():
+        db.session.execute(update(Organization).where(Organization.id == org.id)
+                           .values(policies={"mfa_required": True}))
+        db.session.commit()

@@ -13,7 +13,8 @@ from sqlalchemy import select, update
 from iam.extensions import db
 from iam.models import (Account, AccountIdentity, AccountRole, AccountSession, AuditEvent, IdentityProvider, Person,
                         SsoAttempt, SsoCode, utcnow)
-from tests.helpers import API, ApiClient, assert_jsonapi, error_of
+from tests.helpers import API, ApiClient, assert_jsonapi, error_of, rows
+from tests.helpers import audit_actions as actions
 from tests.sso.flows import CALLBACK, EXCHANGE, authorize, begin, set_user, sign_in
 
 RETURN_TO = "https://app.example.com/signed-in"
@@ -24,18 +25,6 @@ def return_urls(app):
     app.config["IAM_SSO_RETURN_URLS"] = ["https://app.example.com/signed-in"]
     yield
     app.config["IAM_SSO_RETURN_URLS"] = []
-
-
-def rows(app, model, *where):
-    with app.app_context():
-        found = db.session.scalars(select(model).where(*where).order_by(model.id)).all()  # in the order written
-        for row in found:
-            db.session.expunge(row)
-        return found
-
-
-def actions(app):
-    return [event.action for event in rows(app, AuditEvent)]
 
 
 def failure_reasons(app):

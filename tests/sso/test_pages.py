@@ -6,11 +6,8 @@ a reused code is refused; an mfa_required policy the provider did not satisfy as
 factor on /signin/mfa (contract sections 8, 9 and 10)."""
 from urllib.parse import parse_qs, quote, urlsplit
 
-import pytest
-from sqlalchemy import update
 
-from iam.extensions import db
-from iam.models import Account, AccountSession, IdentityProvider, Organization
+from iam.models import Account, AccountSession, IdentityProvider
 from tests.helpers import ApiClient, error_of
 from tests.mfa.helpers import code, enrol_totp
 from tests.sso.flows import EXCHANGE, START, authorize, set_user
@@ -60,14 +57,6 @@ def back_from_provider(app, client, email, sub, next_url=None):
     issuer = app.config["IAM_ISSUER"]
     assert back.startswith(f"{issuer}/signin/sso?"), back
     return path_of(back)
-
-
-@pytest.fixture
-def policy(app, org):
-    with app.app_context():
-        db.session.execute(update(Organization).where(Organization.id == org.id)
-                           .values(policies={"mfa_required": True}))
-        db.session.commit()
 
 
 def test_an_email_of_the_providers_domain_signs_in_through_it(app, make_provider, oidc_provider, org):

@@ -5,23 +5,12 @@ session that may only enrol one."""
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sqlalchemy import update
 
-from iam.extensions import db
-from iam.models import Organization
 from tests.helpers import ApiClient, assert_jsonapi, error_of
 from tests.mfa.helpers import code, enrol_totp, second_step
 from tests.sso.flows import EXCHANGE, set_user, sign_in
 
 RETURN_TO = "https://app.example.com/signed-in"
-
-
-@pytest.fixture
-def policy(app, org):
-    with app.app_context():
-        db.session.execute(update(Organization).where(Organization.id == org.id)
-                           .values(policies={"mfa_required": True}))
-        db.session.commit()
 
 
 @pytest.fixture

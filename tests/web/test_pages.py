@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pyotp
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from iam.extensions import db
 from iam.models import (
@@ -26,7 +26,8 @@ from iam.models import (
     utcnow,
 )
 from iam.resources.common import digest
-from tests.helpers import PASSWORD, ApiClient, assert_jsonapi, error_of
+from tests.helpers import PASSWORD, ApiClient, assert_jsonapi, error_of, rows
+from tests.helpers import audit_actions as actions
 from tests.mfa.helpers import code, enrol_totp, second_step
 from tests.oauth.conftest import pkce_pair
 
@@ -156,18 +157,6 @@ def cookie_attributes(header):
     """{attribute name (lower case): value} of a Set-Cookie header."""
     parts = [part.strip() for part in header.split(";")[1:]]
     return {part.split("=", 1)[0].lower(): (part.split("=", 1)[1] if "=" in part else True) for part in parts}
-
-
-def rows(app, model, *where):
-    with app.app_context():
-        found = db.session.scalars(select(model).where(*where).order_by(model.id)).all()
-        for row in found:
-            db.session.expunge(row)
-        return found
-
-
-def actions(app):
-    return [event.action for event in rows(app, AuditEvent)]
 
 
 def browser_sessions(app):
