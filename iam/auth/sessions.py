@@ -93,6 +93,16 @@ def end(session, now):
         record_activity(db.session, session, now, AccountSession.revoked_at.is_(None), revoked_at=now)
 
 
+def end_opened_from(session_id, now):
+    """End the application sessions an application opened from this browser session (the
+    sign-in pages' single sign-on, `parent_id`): ending a browser session on purpose (signing
+    out, DELETE /account_sessions/:id) signs its applications out too."""
+    db.session.execute(update(AccountSession).where(AccountSession.parent_id == session_id,
+                                                    AccountSession.revoked_at.is_(None))
+                       .values(revoked_at=now, version=AccountSession.version + 1)
+                       .execution_options(synchronize_session=False))
+
+
 def end_all(account_id, now, keep=None):
     """End every session of an account (but `keep`), e.g. after a password change."""
     stmt = update(AccountSession).where(AccountSession.account_id == account_id,

@@ -38,5 +38,7 @@ class AccountSessions(Resource):
     audit_actions = {"delete": "logout"}
 
     def delete(self, ctx, obj):
-        """Ending a session keeps its row (status `revoked`) for the owner's and auditors' eyes."""
+        """Ending a session keeps its row (status `revoked`) for the owner's and auditors' eyes;
+        the application sessions opened from it (a browser session's) end with it."""
         sessions.end(obj, ctx.now)
+        sessions.end_opened_from(obj.id, ctx.now)

@@ -8,7 +8,7 @@ import secrets
 from datetime import timedelta
 
 from flask import current_app, request
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from .. import audit
 from ..auth import sessions
@@ -52,10 +52,7 @@ def end(session, response, now):
     """Sign this browser out: its session and the application sessions opened from it end."""
     if session is not None:
         sessions.end(session, now)
-        db.session.execute(update(AccountSession).where(AccountSession.parent_id == session.id,
-                                                        AccountSession.revoked_at.is_(None))
-                           .values(revoked_at=now, version=AccountSession.version + 1)
-                           .execution_options(synchronize_session=False))
+        sessions.end_opened_from(session.id, now)
         audit.record("logout", actor_id=session.account_id, resource_type="account_sessions", resource_id=session.id,
                      organization_id=session.account.organization_id)
     response.delete_cookie(COOKIE, httponly=True, samesite="Lax", secure=secure_cookies(), path="/")

@@ -927,3 +927,24 @@ def test_logout_with_an_id_token_hint_goes_back_to_a_registered_uri(issuer, rely
     assert answer.url.startswith(relying_party.post_logout_uri)
     assert relying_party.last("/signed-out") == {"state": "bye"}
     oauth_error(application.refresh(token["refresh_token"]), 400, "invalid_grant")
+
+
+def test_ending_a_browser_session_through_the_api_signs_its_applications_out(app, issuer, application, person):
+    """DELETE /account_sessions/:id of a browser session ends the application sessions opened
+    from it, as signing out on the page does; the person's other sessions stay."""
+    _, token = signed_in_browser(application)
+    api = app.test_client()
+    login = api.post(f"{API}/auth/login", json={"email": EMAIL, "password": PASSWORD})
+    assert login.status_code == 200
+    bearer = {"Authorization": f"Bearer {login.get_json()['meta']['token']}"}
+    assert userinfo(issuer, token["access_token"]).status_code == 200
+    browser_row = browser_session_row(app, person)
+    answer = api.delete(f"{API}/account_sessions/{browser_row.id}", headers=bearer)
+    assert answer.status_code == 204, answer.get_data(as_text=True)
+    bearer_error(userinfo(issuer, token["access_token"]), 401, "invalid_token")
+    oauth_error(application.refresh(token["refresh_token"]), 400, "invalid_grant")
+    assert api.get(f"{API}/accounts/me", headers=bearer).status_code == 200  # the API session goes on
+    with app.app_context():
+        rows = db.session.scalars(select(AccountSession).where(AccountSession.account_id == person.id)).all()
+    assert [row.browser_digest for row in rows if row.revoked_at is None] == [None]  # the API's login alone
+    assert sum(row.oauth_client_id is not None for row in rows) == 1  # the application's, now revoked
