@@ -200,6 +200,9 @@ def load(instance_path, env=None, overrides=None):
         "IAM_LOGIN_RATE_LIMIT": env.get("IAM_LOGIN_RATE_LIMIT", "20 per 10 minutes"),
         "IAM_RESET_RATE_LIMIT": env.get("IAM_RESET_RATE_LIMIT", "10 per hour"),
         "IAM_REFRESH_RATE_LIMIT": env.get("IAM_REFRESH_RATE_LIMIT", "30 per 10 minutes"),
+        # Refused SCIM authentications per client address before /scim/v2 answers it 429; empty: the
+        # value of IAM_LOGIN_RATE_LIMIT (identity providers may call from addresses they share).
+        "IAM_SCIM_AUTH_RATE_LIMIT": env.get("IAM_SCIM_AUTH_RATE_LIMIT", ""),
         # Per account: this many failures in a row lock it for this many seconds.
         "IAM_LOGIN_MAX_FAILURES": _int_env(env, "IAM_LOGIN_MAX_FAILURES", 5),
         "IAM_LOGIN_LOCK_SECONDS": _int_env(env, "IAM_LOGIN_LOCK_SECONDS", 900),

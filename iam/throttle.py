@@ -2,8 +2,11 @@
 
 Client limits count per remote address in the storage named by IAM_RATELIMIT_STORAGE_URL
 (in memory by default; `redis://...` so that several processes share their counters), and
-answer 429 with Retry-After. Logins count failures only: a client that logs in correctly
-is never slowed down.
+answer 429 with Retry-After: the seconds until the limit lets the client in again. No other
+answer carries a rate-limit header (Flask-Limiter's X-RateLimit-* and Retry-After are off), so
+a 503's own Retry-After is never changed. Logins count failures only: a client that logs in
+correctly is never slowed down. SCIM's refused keys count the same way (scim_refusals_exceeded,
+count_scim_refusal: outside Flask-Limiter's decorators, since SCIM authenticates before any view).
 
 A shared storage that fails (Redis down, hung, refusing) never fails a request: counting
 moves to this process's memory, with the same limits, until the storage answers again
@@ -14,14 +17,16 @@ checked, so N parallel attempts against a limit of L check at most L passwords.
 """
 import functools
 import logging
+import math
 import threading
 import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import current_app, request
-from flask_limiter import Limiter
+from flask_limiter import Limiter, RateLimitExceeded
 from flask_limiter.util import get_remote_address
+from limits import parse_many
 from limits.storage import MemoryStorage
 from sqlalchemy import and_, case, or_, update
 
@@ -80,10 +85,10 @@ class _OutageProofStrategy:
     """The rate-limit strategy on the shared storage while it answers, in memory while it does not.
 
     Flask-Limiter reaches its counters only through `Limiter.limiter` (the check before the
-    view, the deduction after it for deduct_when, the window behind the headers and
-    Retry-After), so all of them come here. A storage error switches this process to a
-    memory storage and redoes the call there: the request is limited all the same, per
-    process, and is never failed, even when the view has already run. One request every
+    view, the deduction after it for deduct_when), and so do the window behind a 429's
+    Retry-After and SCIM's count of refused keys, so all of them come here. A storage error
+    switches this process to a memory storage and redoes the call there: the request is limited
+    all the same, per process, and is never failed, even when the view has already run. One request every
     RECHECK_SECONDS pings the shared storage; once it answers, counting goes back to it (the
     counts made in memory meanwhile stay in memory). Each switch logs one warning.
 
@@ -184,20 +189,47 @@ class _Limiter(Limiter):
     def reset(self):
         self._outage_proof.reset()
 
+    def retry_after(self):
+        """Seconds until the limit this request broke lets its client in again (the 429's Retry-After)."""
+        broken = self.current_limit  # Flask-Limiter's breached limit; its window comes through self.limiter
+        return seconds_until(broken.window.reset_time) if broken is not None else 1
+
+
+def seconds_until(moment):
+    """Whole seconds from now to `moment` (a time.time() value), at least 1."""
+    return max(1, math.ceil(moment - time.time()))
+
+
+def _with_retry_after(limiter, limited):
+    """The limited view, whose 429 (RateLimitExceeded) carries Retry-After: werkzeug's `retry_after`,
+    which every error handler puts in its answer (the API's JSON:API error, the pages' page)."""
+    @functools.wraps(limited)
+    def view(*args, **kwargs):
+        try:
+            return limited(*args, **kwargs)
+        except RateLimitExceeded as exceeded:
+            exceeded.retry_after = limiter.retry_after()
+            raise
+    return view
+
 
 def init_app(app):
     """A limiter of this app's own, wrapping the throttled endpoints' view functions."""
     url = app.config["IAM_RATELIMIT_STORAGE_URL"]
     redis = urlsplit(url).scheme.split("+")[0] in ("redis", "rediss", "valkey", "valkeys")
+    # headers_enabled=False: Flask-Limiter would put X-RateLimit-* and a Retry-After of up to the
+    # window's length on every answer of a limited endpoint (a 200, a 401, and a 503 whose own
+    # Retry-After: 1 it raised); only the 429 says when to come back (_with_retry_after).
     limiter = _Limiter(get_remote_address, app=app, storage_uri=url, storage_options=REDIS_TIMEOUTS if redis else {},
-                       headers_enabled=True, key_prefix="iam", strategy="moving-window")
+                       headers_enabled=False, key_prefix="iam", strategy="moving-window")
     for endpoint, (setting, deduct_when, *methods) in ROUTE_LIMITS.items():
         view = app.view_functions[endpoint]
         value = (lambda setting=setting: current_app.config[setting])
         options = {"deduct_when": deduct_when, "methods": methods[0] if methods else None}
         limit = (limiter.shared_limit(value, scope=SHARED[endpoint], **options) if endpoint in SHARED
                  else limiter.limit(value, **options))
-        app.view_functions[endpoint] = limit(view) if not methods else _for_methods(view, limit(view), methods[0])
+        limited = _with_retry_after(limiter, limit(view))
+        app.view_functions[endpoint] = limited if not methods else _for_methods(view, limited, methods[0])
     _only_where_limited(app, limiter)
     app.extensions["iam_limiter"] = limiter
     return limiter
@@ -218,7 +250,7 @@ def _only_where_limited(app, limiter):
 
     It registers three hooks for every request: a check of the app-wide limits before the view
     (we have none: each limit is on its view, and the view's wrapper checks it), the deduction
-    of conditional limits and the rate-limit headers after it, and a reset of its per-request
+    of conditional limits (and the rate-limit headers, off) after it, and a reset of its per-request
     state at the end. The first is dropped; the others run for the endpoints (and methods) of
     ROUTE_LIMITS, and every other request pays nothing for rate limiting."""
     limited = {endpoint: frozenset(methods[0]) if methods else None
@@ -240,6 +272,49 @@ def _only_where_limited(app, limiter):
     before[:] = [func for func in before if not ours(func)]
     for hooks in (app.after_request_funcs.setdefault(None, []), app.teardown_request_funcs.setdefault(None, [])):
         hooks[:] = [guarded(func) if ours(func) else func for func in hooks]
+
+
+# SCIM's refused authentications (the 401s of iam/scim/auth.py), per client address, in a count
+# of their own with the limit IAM_SCIM_AUTH_RATE_LIMIT (empty: IAM_LOGIN_RATE_LIMIT's). Past it,
+# /scim/v2 answers that address 429 before any key is looked up, a good key too, as the login
+# limit blocks an address whatever it sends. An accepted key writes nothing here.
+SCIM_SCOPE = "scim_auth"
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed(text):
+    return tuple(parse_many(text))
+
+
+def _scim_count():
+    """(the strategy, the limits, this address's identifiers), or None when rate limiting is off."""
+    limiter = current_app.extensions["iam_limiter"]
+    if not limiter.enabled:
+        return None
+    config = current_app.config
+    limits = _parsed(config["IAM_SCIM_AUTH_RATE_LIMIT"] or config["IAM_LOGIN_RATE_LIMIT"])
+    return limiter.limiter, limits, ("iam", get_remote_address(), SCIM_SCOPE)
+
+
+def scim_refusals_exceeded():
+    """Seconds until this address may try SCIM again when its refusals used up the limit, else None.
+    Reads the count (one `test` per limit), adds nothing to it."""
+    count = _scim_count()
+    if count is None:
+        return None
+    strategy, limits, identifiers = count
+    resets = [strategy.get_window_stats(item, *identifiers).reset_time
+              for item in limits if not strategy.test(item, *identifiers)]
+    return seconds_until(max(resets)) if resets else None
+
+
+def count_scim_refusal():
+    """One refused SCIM authentication from this address."""
+    count = _scim_count()
+    if count is not None:
+        strategy, limits, identifiers = count
+        for item in limits:
+            strategy.hit(item, *identifiers)
 
 
 def claim_login_attempt(account_id, now):

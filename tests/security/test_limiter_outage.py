@@ -179,14 +179,16 @@ def test_redis_dying_while_the_view_runs_does_not_fail_the_finished_request(make
     assert_logged_in(login(instance, "ada@example.com", PASSWORD))
     assert not kill_after_the_view.is_set() and redis_server.process.poll() is not None
     assert sessions_of(instance) == 1
+    # A success is not counted, and no header is computed after the view: nothing asked Redis since.
+    assert limiter_log.warnings(FELL_BACK) == []
 
     redis_server.start()
-    wait_for(lambda: limiter_log.warnings(RECOVERED), 15, lambda: login(instance, "ada@example.com", PASSWORD))
+    assert_logged_in(login(instance, "ada@example.com", PASSWORD))
     kill_after_the_view.set()
     error_of(login(instance, "nobody@example.com", WRONG), 401)  # deducted after Redis died: in memory
     error_of(login(instance, "nobody@example.com", WRONG), 401)
     assert error_of(login(instance, "ada@example.com", PASSWORD), 429)["code"] == "rate_limited"
-    assert limiter_log.tracebacks() == []
+    assert len(limiter_log.warnings(FELL_BACK)) == 1 and limiter_log.tracebacks() == []
 
 
 def test_the_limits_still_apply_per_process_while_redis_is_down(make_app, factory, redis_server, limiter_log):
@@ -273,4 +275,25 @@ def test_a_hung_redis_holds_no_request(make_app, factory, redis_server, limiter_
     wait_for(lambda: limiter_log.warnings(RECOVERED), 15, lambda: login(instance, "ada@example.com", PASSWORD))
     error_of(login(instance, "nobody@example.com", WRONG), 401)
     assert redis_server.keys()
+    assert len(limiter_log.warnings(FELL_BACK)) == 1 and limiter_log.tracebacks() == []
+
+
+def test_scim_refusals_count_through_a_redis_outage(make_app, admin, factory, redis_server, limiter_log):
+    """SCIM's count of refused keys goes through the same outage-proof strategy: Redis dying fails no
+    SCIM request, and the limit still applies (in memory), 429 with Retry-After."""
+    from tests.scim.conftest import ScimClient, scim_error, scim_key
+    key = scim_key(admin, factory, factory.organization(slug="acme"))
+    instance = make_app(redis_server.url, IAM_LOGIN_RATE_LIMIT="2 per minute")
+    good, wrong = ScimClient(instance.test_client(), key), ScimClient(instance.test_client(), "iam_no-such-key")
+    assert good.get("/Users").status_code == 200
+    scim_error(wrong.get("/Users"), 401)
+    assert any(b"scim_auth" in name for name in redis_server.keys())  # counted in Redis while it is up
+
+    redis_server.kill()
+    assert good.get("/Users").status_code == 200
+    for _ in range(2):  # the count starts again in memory
+        scim_error(wrong.get("/Users"), 401)
+    limited = good.get("/Users")
+    scim_error(limited, 429)
+    assert int(limited.headers["Retry-After"]) > 0
     assert len(limiter_log.warnings(FELL_BACK)) == 1 and limiter_log.tracebacks() == []

@@ -1,5 +1,7 @@
 """Throttling: the per-account lock and per-client rate limits (shared through Redis)."""
+import re
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -139,3 +141,42 @@ def test_guessing_the_current_password_through_accounts_me_is_limited(app, facto
     assert error_of(me.patch("/accounts/me", guess), 429)["code"] == "rate_limited"
     # The limit is on changing the account: reading it still works.
     assert assert_jsonapi(me.get("/accounts/me"), 200)["data"]["attributes"]["email"] == "ada@example.com"
+
+
+def rate_limit_headers(response):
+    return {name: value for name, value in response.headers.items()
+            if name.lower().startswith("x-ratelimit") or name.lower() == "retry-after"}
+
+
+def test_only_the_429_of_a_limited_endpoint_carries_rate_limit_headers(app, factory, client_limit):
+    """No X-RateLimit-* anywhere; Retry-After on the 429 only, in whole seconds."""
+    factory.account(email="ada@example.com")
+    client_limit("IAM_LOGIN_RATE_LIMIT", "3 per minute")
+    client_limit("IAM_RESET_RATE_LIMIT", "2 per minute")
+    answers = [login(app, "ada@example.com", PASSWORD)] + [login(app, "ada@example.com", WRONG) for _ in range(3)]
+    assert [r.status_code for r in answers] == [200, 401, 401, 401]
+    limited = login(app, "ada@example.com", PASSWORD)
+    reset = ApiClient(app.test_client())
+    answers += [reset.post("/account/passwords/request_reset", {"email": "x@example.com"}) for _ in range(2)]
+    assert [r.status_code for r in answers[-2:]] == [204, 204]
+    for answer in answers:
+        assert rate_limit_headers(answer) == {}, (answer.status_code, rate_limit_headers(answer))
+    held = reset.post("/account/passwords/request_reset", {"email": "x@example.com"})
+    for response in (limited, held):
+        assert error_of(response, 429)["code"] == "rate_limited"
+        assert list(rate_limit_headers(response)) == ["Retry-After"]
+        retry_after = response.headers["Retry-After"]
+        assert re.fullmatch(r"[1-9][0-9]*", retry_after) and int(retry_after) <= 60
+
+
+def test_retry_after_is_when_the_limit_lets_the_client_in_again(app, factory, client_limit):
+    factory.account(email="ada@example.com")
+    client_limit("IAM_LOGIN_RATE_LIMIT", "2 per 2 seconds")
+    for _ in range(2):
+        error_of(login(app, "ada@example.com", WRONG), 401)
+    limited = login(app, "ada@example.com", PASSWORD)
+    error_of(limited, 429)
+    wait = int(limited.headers["Retry-After"])
+    assert 1 <= wait <= 2
+    time.sleep(wait)
+    assert_jsonapi(login(app, "ada@example.com", PASSWORD), 200)
