@@ -48,10 +48,6 @@ PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def _endpoint():
-    return request.url_rule.rule if request.url_rule is not None else "unmatched"
-
-
 def _query():
     return {key: ("[redacted]" if key.lower() in SECRET_PARAMETERS else values if len(values) > 1 else values[0])
             for key, values in request.args.lists()}
@@ -77,9 +73,11 @@ _children = {}
 
 
 def _start():
-    g.iam_started = time.perf_counter()
-    given = request.headers.get("X-Request-ID", "")
-    g.iam_request_id = given if given and REQUEST_ID.fullmatch(given) else f"{_ID_PREFIX}{next(_ids):016x}"
+    # The proxies (`g`, `request`) resolved once: each use of one is a context-variable lookup.
+    state = g._get_current_object()
+    state.iam_started = time.perf_counter()
+    given = request.environ.get("HTTP_X_REQUEST_ID", "")
+    state.iam_request_id = given if given and REQUEST_ID.fullmatch(given) else f"{_ID_PREFIX}{next(_ids):016x}"
 
 
 def _metrics(method, endpoint, status):
@@ -91,25 +89,29 @@ def _metrics(method, endpoint, status):
 
 
 def _finish(response):
-    started = g.pop("iam_started", None)
+    state = g._get_current_object()
+    started = state.pop("iam_started", None)
     if started is None:
         return response
     elapsed = time.perf_counter() - started
-    endpoint = _endpoint()
-    method, status = request.method, response.status_code
+    req = request._get_current_object()
+    rule = req.url_rule
+    endpoint = rule.rule if rule is not None else "unmatched"
+    method, status = req.method, response.status_code
     method = method if method in METHODS else "OTHER"  # a client's made-up method is no new label
     counter, latency = _metrics(method, endpoint, status)
     counter.inc()
     latency.observe(elapsed)
-    response.headers["X-Request-ID"] = g.iam_request_id
+    request_id = state.iam_request_id
+    response.headers["X-Request-ID"] = request_id
     if current_app.config.get("IAM_ACCESS_LOG", True) and access_log.isEnabledFor(logging.INFO):
-        principal = g.get("principal")
-        environ = request.environ
+        principal = getattr(state, "principal", None)
+        environ = req.environ
         _log_line(_json({
-            "request_id": g.iam_request_id, "method": method, "path": request.path,
+            "request_id": request_id, "method": method, "path": req.path,
             "query": _query() if environ.get("QUERY_STRING") else {},
             "endpoint": endpoint, "status": status, "duration_ms": round(elapsed * 1000, 2),
-            "bytes": response.calculate_content_length(), "remote_addr": request.remote_addr,
+            "bytes": response.calculate_content_length(), "remote_addr": req.remote_addr,
             "user_agent": environ.get("HTTP_USER_AGENT", "")[:200] or None,
             "account_id": principal.account_id if principal is not None else None,
         }))

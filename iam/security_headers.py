@@ -29,13 +29,23 @@ HEADERS = {
 }
 
 
+_FIXED = [(name, value, name.lower()) for name, value in HEADERS.items()]
+
+
 def _secure(response):
     headers = response.headers
-    for name, value in HEADERS.items():
-        headers[name] = value
-    headers.setdefault("Content-Security-Policy", API_POLICY)
-    if "Cache-Control" not in headers:
-        headers["Cache-Control"] = NO_STORE
+    # One look at the names already there (each `headers[name] = value` would scan them all
+    # again); the fixed headers replace a view's, CSP and Cache-Control only fill in.
+    present = {name.lower() for name in headers.keys()}
+    for name, value, lowered in _FIXED:
+        if lowered in present:
+            headers[name] = value
+        else:
+            headers.add(name, value)
+    if "content-security-policy" not in present:
+        headers.add("Content-Security-Policy", API_POLICY)
+    if "cache-control" not in present:
+        headers.add("Cache-Control", NO_STORE)
     return response
 
 

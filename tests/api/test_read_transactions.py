@@ -111,3 +111,22 @@ def test_a_read_takes_one_pooled_connection_and_gives_it_back(app, factory, path
                 assert pool.checkedout() == 0
     finally:
         event.remove(pool, "checkout", listener)
+
+
+@pytest.mark.databases("postgresql")  # reads take a connection of their own on PostgreSQL only
+def test_a_read_connection_closed_any_way_goes_back_to_the_pool_out_of_autocommit(app):
+    """The pool turns autocommit off on every checkin, not only when close_read_connection gives
+    the connection back: here the request's connection is closed directly, as an error path or
+    the garbage collector would, and the next write still runs in a transaction."""
+    from iam.jsonapi.connections import read_connection
+
+    isolation_in_context(app, "GET")  # the engine learns the default level, the listener is in place
+    with app.test_request_context("/api/v3/iam/accounts", method="GET"):
+        api.context(authenticate=False)
+        connection = read_connection()
+        assert connection.connection.driver_connection.autocommit is True
+        connection.close()
+    with app.app_context():
+        pool = db.engine.pool
+        assert pool.checkedout() == 0
+    assert isolation_in_context(app, "POST") == "READ COMMITTED"
