@@ -127,10 +127,13 @@ _ROLE_KEYS = [column.key for column in _ROLE_COLUMNS]
 _GROUP_START = _ROLE_SLICE.stop
 
 
+_PART_KEYS = [tuple(column.key for column in part) for part in _PARTS]
+_PART_SLICES = [slice(start, start + len(part)) for start, part in zip(_STARTS, _PARTS)]
+
+
 def _part(row, index):
     """The session, account or key part of a _PRINCIPAL row as a Loaded row."""
-    start, columns = _STARTS[index], _PARTS[index]
-    return Loaded({column.key: value for column, value in zip(columns, row[start:start + len(columns)])})
+    return Loaded(dict(zip(_PART_KEYS[index], row[_PART_SLICES[index]])))
 
 
 def _grants(rows, now):
