@@ -30,9 +30,9 @@ def open_read_connection(engine):
     Autocommit is the driver connection's own switch (psycopg's `autocommit`), turned on here and
     off again when the connection goes back to the pool (`_restore`, a checkin listener on the
     engine's pool). SQLAlchemy's `isolation_level="AUTOCOMMIT"` option does the same through
-    its connection characteristics, at about a sixth of `GET /accounts/me`'s instructions for
-    the checkout and the checkin together (bench/README.md); the driver behaves the same
-    either way (a COMMIT or ROLLBACK in autocommit is no statement)."""
+    its connection characteristics, which cost a third of the checkout and checkin (87K of 250K
+    instructions, bench/README.md); the driver behaves the same either way (a COMMIT or ROLLBACK
+    in autocommit sends no statement)."""
     if g.get(_KEY) is None:
         pool = engine.pool
         if not getattr(pool, _GUARDED, False):
