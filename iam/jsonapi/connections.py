@@ -34,10 +34,11 @@ def open_read_connection(engine):
     instructions, bench/README.md); the driver behaves the same either way (a COMMIT or ROLLBACK
     in autocommit sends no statement)."""
     if g.get(_KEY) is None:
-        pool = engine.pool
-        if not getattr(pool, _GUARDED, False):
-            event.listen(pool, "checkin", _restore)
-            setattr(pool, _GUARDED, True)
+        if not getattr(engine, _GUARDED, False):
+            # Once per engine: a pool the engine makes anew (dispose(), a fork) copies its
+            # predecessor's listeners, so a flag on the pool would add the listener again.
+            event.listen(engine, "checkin", _restore)
+            setattr(engine, _GUARDED, True)
         connection = engine.connect()
         try:
             connection.connection.driver_connection.autocommit = True

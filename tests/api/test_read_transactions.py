@@ -130,3 +130,19 @@ def test_a_read_connection_closed_any_way_goes_back_to_the_pool_out_of_autocommi
         pool = db.engine.pool
         assert pool.checkedout() == 0
     assert isolation_in_context(app, "POST") == "READ COMMITTED"
+
+
+@pytest.mark.databases("postgresql")
+def test_the_pool_made_anew_keeps_one_autocommit_guard(app):
+    """After engine.dispose() (as before gunicorn forks its workers) the new pool has the guard
+    once, not once more per dispose, and reads still give their connections back transactional."""
+    from iam.jsonapi.connections import _restore
+
+    for _ in range(3):
+        isolation_in_context(app, "GET")
+        with app.app_context():
+            db.engine.dispose()
+    isolation_in_context(app, "GET")
+    with app.app_context():
+        assert list(db.engine.pool.dispatch.checkin).count(_restore) == 1
+    assert isolation_in_context(app, "POST") == "READ COMMITTED"
